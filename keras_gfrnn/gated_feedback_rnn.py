@@ -1,0 +1,854 @@
+"""Gated Feedback RNN (Chung, Gulcehre, Cho and Bengio, ICML 2015)."""
+
+import keras
+from keras import ops
+
+from keras_gfrnn import _fused
+from keras_gfrnn._validation import check_choice
+from keras_gfrnn._validation import check_positive_int
+from keras_gfrnn._validation import check_rate
+
+# Number of weight blocks in `kernel_{j}` per unit type: the candidate plus
+# the gates that read only the same layer's previous state.
+_NUM_BLOCKS = {"tanh": 1, "gru": 3, "lstm": 4}
+_OUTPUT_MODES = ("top", "concat")
+
+
+def _layer_sizes(units, num_layers):
+    if isinstance(units, (list, tuple)):
+        sizes = tuple(units)
+        if not sizes:
+            raise ValueError(
+                "Argument `units` must be a positive integer or a non-empty "
+                f"list of positive integers. Received: units={units}"
+            )
+        for size in sizes:
+            check_positive_int("units", size, shown=units)
+        if num_layers is not None and num_layers != len(sizes):
+            raise ValueError(
+                "Argument `num_layers` must match the length of `units` when "
+                f"`units` is a list. Received: num_layers={num_layers} with "
+                f"units={units} ({len(sizes)} layers)"
+            )
+        return sizes
+    check_positive_int("units", units)
+    if num_layers is None:
+        num_layers = 1
+    check_positive_int("num_layers", num_layers)
+    return (int(units),) * int(num_layers)
+
+
+@keras.saving.register_keras_serializable(package="keras_gfrnn")
+class GatedFeedbackCell(keras.layers.Layer):
+    """Cell class for `GatedFeedbackRNN`: one time step of the whole stack.
+
+    Computes one step of L stacked recurrent layers in which every layer
+    feeds every layer at the next step through learned scalar global reset
+    gates (Chung et al., 2015). With `h^0_t = x_t` and
+    `h*_{t-1} = concat(h^1_{t-1}, ..., h^L_{t-1})`:
+
+    ```
+    g^{i->j}_t = sigmoid(w_g^{i->j} . h^{j-1}_t + u_g^{i->j} . h*_{t-1}
+                         + b_g^{i->j})
+    F^j_t = sum_{i=1..L} g^{i->j}_t * (U^{i->j} h^i_{t-1})
+    ```
+
+    and, per `unit_type` (gates i, f, o, z, r read only the same layer's
+    previous state; the global reset gates act only on the candidate):
+
+    ```
+    tanh: h^j_t = tanh(W^j h^{j-1}_t + F^j_t + b^j)
+    gru:  z = sigmoid(W_z h^{j-1}_t + U_z h^j_{t-1} + b_z)
+          r = sigmoid(W_r h^{j-1}_t + U_r h^j_{t-1} + b_r)
+          h~ = tanh(W_h h^{j-1}_t + r * F^j_t + b_h)
+          h^j_t = z * h^j_{t-1} + (1 - z) * h~
+    lstm: i, f, o = sigmoid(W_. h^{j-1}_t + U_. h^j_{t-1} + b_.)
+          c~ = tanh(W_c h^{j-1}_t + F^j_t + b_c)
+          c^j_t = f * c^j_{t-1} + i * c~,   h^j_t = o * tanh(c^j_t)
+    ```
+
+    With `feedback=False` there are no gates and `F^j_t = U^{j->j} h^j_{t-1}`:
+    a plain stack of tanh / GRU / LSTM layers (the paper's "stacked"
+    baseline).
+
+    This cell works on its own inside `keras.layers.RNN` and gives the same
+    numbers as `GatedFeedbackRNN`, which runs a fused version of it (one input
+    projection for all time steps, one batched matmul per step for every term
+    that reads `h*_{t-1}`). Used on its own, the cell draws its dropout masks
+    at every step; `GatedFeedbackRNN` draws one mask per sequence, as
+    `keras.layers.LSTM` does.
+
+    Args:
+        units: Positive integer (the size of every layer, with `num_layers`)
+            or a list of positive integers, one size per layer.
+        num_layers: Number of stacked layers when `units` is an integer.
+            Defaults to `None`: 1 for an integer `units`, `len(units)` for a
+            list.
+        unit_type: `"tanh"`, `"gru"` or `"lstm"`. Defaults to `"lstm"`.
+        feedback: Whether layers feed each other through the global reset
+            gates. `False` gives a plain stack. Defaults to `True`.
+        output: `"top"` (the top layer's `h^L_t`, default) or `"concat"` (all
+            layers' hidden states concatenated, size `sum(units)`).
+        activation: Activation of the candidate (and of the LSTM cell state
+            on output). Defaults to `"tanh"`.
+        recurrent_activation: Activation of the gates, global reset gates
+            included. Defaults to `"sigmoid"`.
+        use_bias: Whether to use `bias_{j}` and `gate_bias_{j}`.
+        kernel_initializer: For `kernel_{j}` and `gate_kernel_{j}`.
+            Defaults to `"glorot_uniform"`.
+        recurrent_initializer: For `recurrent_kernel_{j}`,
+            `feedback_kernel_{j}` and `gate_recurrent_kernel_{j}`.
+            Defaults to `"orthogonal"`.
+        bias_initializer: For `bias_{j}` and `gate_bias_{j}`. Defaults to
+            `"zeros"`.
+        unit_forget_bias: If `True` (LSTM only), add 1 to the forget gate
+            bias at initialization, as `keras.layers.LSTM` does.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer:
+            Regularizers of the same three weight groups. Default `None`.
+        kernel_constraint, recurrent_constraint, bias_constraint:
+            Constraints of the same three weight groups. Default `None`.
+        dropout: Float in [0, 1): fraction of every layer's input
+            `h^{j-1}_t` to drop. Defaults to 0.
+        recurrent_dropout: Float in [0, 1): fraction of `h*_{t-1}` to drop
+            in every recurrent read. Defaults to 0.
+        seed: Random seed for dropout.
+
+    Call arguments:
+        inputs: A 2D tensor, shape `(batch, features)`.
+        states: List of state tensors: `[h^1, ..., h^L]` (tanh, GRU) or
+            `[h^1, ..., h^L, c^1, ..., c^L]` (LSTM), each `(batch, units_j)`.
+        training: Python boolean, whether dropout is active.
+
+    Reference:
+        Chung, Gulcehre, Cho, Bengio. Gated Feedback Recurrent Neural
+        Networks. ICML 2015. https://arxiv.org/abs/1502.02367
+    """
+
+    def __init__(
+        self,
+        units,
+        num_layers=None,
+        unit_type="lstm",
+        feedback=True,
+        output="top",
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.layer_units = _layer_sizes(units, num_layers)
+        self.units = list(units) if isinstance(units, (list, tuple)) else units
+        self.num_layers = len(self.layer_units)
+        self.unit_type = check_choice("unit_type", unit_type, _NUM_BLOCKS)
+        if not isinstance(feedback, bool):
+            raise ValueError(
+                "Argument `feedback` must be True or False. "
+                f"Received: feedback={feedback}"
+            )
+        self.feedback = feedback
+        self.output_mode = check_choice("output", output, _OUTPUT_MODES)
+        self.activation = keras.activations.get(activation)
+        self.recurrent_activation = keras.activations.get(recurrent_activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(
+            recurrent_initializer
+        )
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(
+            recurrent_regularizer
+        )
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.dropout = check_rate("dropout", dropout)
+        self.recurrent_dropout = check_rate(
+            "recurrent_dropout", recurrent_dropout
+        )
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+
+        sizes = self.layer_units
+        self._num_blocks = _NUM_BLOCKS[self.unit_type]
+        self._offsets = [sum(sizes[:j]) for j in range(self.num_layers)]
+        self._equal_sizes = len(set(sizes)) == 1
+        self._fused_context = None
+        self.state_size = list(sizes) * (2 if self.unit_type == "lstm" else 1)
+        self.output_size = (
+            sizes[-1] if self.output_mode == "top" else sum(sizes)
+        )
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                "The last dimension of the inputs to GatedFeedbackCell must "
+                f"be defined. Received: input_shape={input_shape}"
+            )
+        sizes = self.layer_units
+        total = sum(sizes)
+        blocks = self._num_blocks
+        layers = self.num_layers
+        self.kernels, self.recurrent_kernels, self.feedback_kernels = [], [], []
+        self.gate_kernels, self.gate_recurrent_kernels = [], []
+        self.biases, self.gate_biases = [], []
+        for j, units in enumerate(sizes, start=1):
+            in_dim = input_dim if j == 1 else sizes[j - 2]
+            self.kernels.append(
+                self._kernel(f"kernel_{j}", (in_dim, blocks * units))
+            )
+            if blocks > 1:
+                self.recurrent_kernels.append(
+                    self._recurrent(
+                        f"recurrent_kernel_{j}", (units, (blocks - 1) * units)
+                    )
+                )
+            fb_rows = total if self.feedback else units
+            self.feedback_kernels.append(
+                self._recurrent(f"feedback_kernel_{j}", (fb_rows, units))
+            )
+            if self.feedback:
+                self.gate_kernels.append(
+                    self._kernel(f"gate_kernel_{j}", (in_dim, layers))
+                )
+                self.gate_recurrent_kernels.append(
+                    self._recurrent(
+                        f"gate_recurrent_kernel_{j}", (total, layers)
+                    )
+                )
+            if self.use_bias:
+                self.biases.append(
+                    self._bias(
+                        f"bias_{j}", (blocks * units,), self._bias_init(units)
+                    )
+                )
+                if self.feedback:
+                    self.gate_biases.append(
+                        self._bias(
+                            f"gate_bias_{j}", (layers,), self.bias_initializer
+                        )
+                    )
+        self.built = True
+
+    def _kernel(self, name, shape):
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+
+    def _recurrent(self, name, shape):
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+
+    def _bias(self, name, shape, initializer):
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=initializer,
+            regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
+        )
+
+    def _bias_init(self, units):
+        if self.unit_type != "lstm" or not self.unit_forget_bias:
+            return self.bias_initializer
+        base = self.bias_initializer
+
+        def lstm_bias(shape, dtype=None):
+            return ops.concatenate(
+                [
+                    base((units,), dtype=dtype),
+                    ops.ones((units,), dtype=dtype),
+                    base((2 * units,), dtype=dtype),
+                ]
+            )
+
+        return lstm_bias
+
+    # ------------------------------------------------------- fused weights
+    def _to_step_order(self, block, units):
+        """Reorder LSTM columns [i, f, c, o] to [i, f, o, c].
+
+        Every layout used in the loop then reads: the gates of the same
+        layer (in `recurrent_kernel`'s order) first, the candidate last.
+        """
+        if self.unit_type != "lstm":
+            return block
+        return ops.concatenate(
+            [
+                block[..., : 2 * units],
+                block[..., 3 * units :],
+                block[..., 2 * units : 3 * units],
+            ],
+            axis=-1,
+        )
+
+    def fused_weights(self):
+        """Concatenate the weights into the layouts the loop uses.
+
+        Returns a `FusedContext` with:
+        - `input_kernels[j]`: `(d_j, G*H_j [+ L])` columns
+          `[same-layer gates | candidate | global gate logits]`, and
+          `input_biases[j]` (or `None`);
+        - `recurrent_kernels`: per source layer i, `(H_i, N_i)` with columns
+          `[same-layer gates of i | U^{i->1} ... U^{i->L} | u_g^{i->.}]`
+          (feedback) or `[same-layer gates of i | U^{i->i}]` (no feedback);
+          stacked to `(L, H, N)` when all layers have the same size.
+        """
+        sizes = self.layer_units
+        layers = self.num_layers
+        input_kernels, input_biases, recurrent = [], [], []
+        for j, units in enumerate(sizes):
+            kernel = self._to_step_order(self.kernels[j], units)
+            if self.feedback:
+                kernel = ops.concatenate([kernel, self.gate_kernels[j]], axis=1)
+            input_kernels.append(kernel)
+            if self.use_bias:
+                bias = self._to_step_order(self.biases[j], units)
+                if self.feedback:
+                    bias = ops.concatenate([bias, self.gate_biases[j]])
+                input_biases.append(bias)
+            else:
+                input_biases.append(None)
+        for i, units in enumerate(sizes):
+            parts = [self.recurrent_kernels[i]] if self._num_blocks > 1 else []
+            if self.feedback:
+                rows = slice(self._offsets[i], self._offsets[i] + units)
+                parts += [k[rows] for k in self.feedback_kernels]
+                parts += [k[rows] for k in self.gate_recurrent_kernels]
+            else:
+                parts.append(self.feedback_kernels[i])
+            recurrent.append(ops.concatenate(parts, axis=1))
+        if self._equal_sizes and layers > 1:
+            recurrent = ops.stack(recurrent)
+        return _fused.FusedContext(
+            input_kernels=input_kernels,
+            input_biases=input_biases,
+            recurrent_kernels=recurrent,
+        )
+
+    def project_inputs(self, inputs, weights, layer=0):
+        """Input projection of `layer` (0-based) for any leading shape."""
+        out = ops.matmul(inputs, weights.input_kernels[layer])
+        if weights.input_biases[layer] is not None:
+            out = out + weights.input_biases[layer]
+        return out
+
+    # ------------------------------------------------------------- dropout
+    def dropout_masks(self, batch_size, training):
+        """Dropout masks for one sequence (or one step, used on its own).
+
+        Returns `(input_masks, recurrent_masks)`: `input_masks[j]` multiplies
+        layer j's input, `recurrent_masks[i]` multiplies `h^i_{t-1}` in every
+        recurrent read (stacked like `recurrent_kernels`). `None` where
+        inactive.
+        """
+        sizes = self.layer_units
+        input_masks = [None] * self.num_layers
+        recurrent_masks = None
+        if training and self.dropout > 0:
+            dims = [self.input_dim] + list(sizes[:-1])
+            input_masks = [
+                self._mask((batch_size, d), self.dropout) for d in dims
+            ]
+        if training and self.recurrent_dropout > 0:
+            recurrent_masks = [
+                self._mask((batch_size, h), self.recurrent_dropout)
+                for h in sizes
+            ]
+            if self._equal_sizes and self.num_layers > 1:
+                recurrent_masks = ops.stack(recurrent_masks)
+        return input_masks, recurrent_masks
+
+    def _mask(self, shape, rate):
+        ones = ops.ones(shape, dtype=self.compute_dtype)
+        return keras.random.dropout(ones, rate=rate, seed=self.seed_generator)
+
+    @property
+    def input_dim(self):
+        return self.kernels[0].shape[0]
+
+    # ---------------------------------------------------------------- call
+    def call(self, inputs, states, training=False):
+        context = self._fused_context
+        if context is None:
+            # Reference path: everything happens inside the step.
+            weights = self.fused_weights()
+            input_masks, recurrent_masks = self.dropout_masks(
+                ops.shape(inputs)[0], training
+            )
+            if input_masks[0] is not None:
+                inputs = inputs * input_masks[0]
+            projected = self.project_inputs(inputs, weights)
+        else:
+            weights = context.weights
+            input_masks = context.input_masks
+            recurrent_masks = context.recurrent_masks
+            projected = inputs
+        return self.step(
+            projected, states, weights, input_masks, recurrent_masks
+        )
+
+    def step(self, projected, states, weights, input_masks, recurrent_masks):
+        """One step given layer 1's projected input; see `fused_weights`."""
+        sizes = self.layer_units
+        layers = self.num_layers
+        # With stateful=True Keras passes its state Variables on the first
+        # step; a no-op for tensors.
+        states = [s.value if isinstance(s, keras.Variable) else s
+                  for s in states]
+        hidden = states[:layers]
+        cells = states[layers:]
+        stacked = self._equal_sizes and layers > 1
+
+        # Every term that reads h*_{t-1}: one (batched) matmul.
+        if stacked:
+            prev = ops.stack(hidden)
+            if recurrent_masks is not None:
+                prev = prev * recurrent_masks
+            reads = ops.matmul(prev, weights.recurrent_kernels)
+        else:
+            prev = hidden
+            if recurrent_masks is not None:
+                prev = [h * m for h, m in zip(prev, recurrent_masks)]
+            reads = [
+                ops.matmul(h, k)
+                for h, k in zip(prev, weights.recurrent_kernels)
+            ]
+        gate_reads = None
+        if self.feedback:
+            cols = layers * layers
+            if stacked:
+                gate_reads = ops.sum(reads[:, :, -cols:], axis=0)
+            else:
+                gate_reads = reads[0][:, -cols:]
+                for r in reads[1:]:
+                    gate_reads = gate_reads + r[:, -cols:]
+
+        new_hidden, new_cells = [], []
+        below = None
+        for j, units in enumerate(sizes):
+            if j == 0:
+                x = projected
+            else:
+                if input_masks[j] is not None:
+                    below = below * input_masks[j]
+                x = self.project_inputs(below, weights, layer=j)
+            n_gates = (self._num_blocks - 1) * units
+            own = reads[j]
+            feedback = self._feedback_term(
+                j, x, own, reads, gate_reads, n_gates
+            )
+            candidate = x[:, n_gates : n_gates + units]
+            if n_gates:
+                gates = self.recurrent_activation(
+                    x[:, :n_gates] + own[:, :n_gates]
+                )
+            if self.unit_type == "tanh":
+                h = self.activation(candidate + feedback)
+            elif self.unit_type == "gru":
+                z, r = gates[:, :units], gates[:, units:]
+                cand = self.activation(candidate + r * feedback)
+                h = z * hidden[j] + (1.0 - z) * cand
+            else:
+                i, f, o = (
+                    gates[:, :units],
+                    gates[:, units : 2 * units],
+                    gates[:, 2 * units :],
+                )
+                c = f * cells[j] + i * self.activation(candidate + feedback)
+                h = o * self.activation(c)
+                new_cells.append(c)
+            new_hidden.append(h)
+            below = h
+
+        if self.output_mode == "top":
+            output = new_hidden[-1]
+        else:
+            output = ops.concatenate(new_hidden, axis=-1)
+        return output, new_hidden + new_cells
+
+    def _feedback_term(self, j, x, own, reads, gate_reads, n_gates):
+        units = self.layer_units[j]
+        if not self.feedback:
+            return own[:, n_gates : n_gates + units]
+        layers = self.num_layers
+        gate_in = x[:, -layers:] + gate_reads[:, j * layers : (j + 1) * layers]
+        gates = self.recurrent_activation(gate_in)  # column i: g^{i->j}
+        start = self._offsets[j]
+        if self._equal_sizes and layers > 1:
+            # reads: (L, B, N); block i of source i's row holds U^{i->j} h^i.
+            blocks = reads[:, :, n_gates + start : n_gates + start + units]
+            weights = ops.expand_dims(ops.transpose(gates), -1)
+            return ops.sum(weights * blocks, axis=0)
+        total = None
+        for i, r in enumerate(reads):
+            skip = (self._num_blocks - 1) * self.layer_units[i]
+            term = (
+                gates[:, i : i + 1] * r[:, skip + start : skip + start + units]
+            )
+            total = term if total is None else total + term
+        return total
+
+    def get_initial_state(self, batch_size=None):
+        return [
+            ops.zeros((batch_size, size), dtype=self.compute_dtype)
+            for size in self.state_size
+        ]
+
+    def get_config(self):
+        config = {
+            "units": self.units,
+            "num_layers": self.num_layers,
+            "unit_type": self.unit_type,
+            "feedback": self.feedback,
+            "output": self.output_mode,
+            "activation": keras.activations.serialize(self.activation),
+            "recurrent_activation": keras.activations.serialize(
+                self.recurrent_activation
+            ),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "recurrent_initializer": keras.initializers.serialize(
+                self.recurrent_initializer
+            ),
+            "bias_initializer": keras.initializers.serialize(
+                self.bias_initializer
+            ),
+            "unit_forget_bias": self.unit_forget_bias,
+            "kernel_regularizer": keras.regularizers.serialize(
+                self.kernel_regularizer
+            ),
+            "recurrent_regularizer": keras.regularizers.serialize(
+                self.recurrent_regularizer
+            ),
+            "bias_regularizer": keras.regularizers.serialize(
+                self.bias_regularizer
+            ),
+            "kernel_constraint": keras.constraints.serialize(
+                self.kernel_constraint
+            ),
+            "recurrent_constraint": keras.constraints.serialize(
+                self.recurrent_constraint
+            ),
+            "bias_constraint": keras.constraints.serialize(
+                self.bias_constraint
+            ),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+_CELL_ARGS = (
+    "units",
+    "num_layers",
+    "unit_type",
+    "feedback",
+    "output_mode",
+    "activation",
+    "recurrent_activation",
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "unit_forget_bias",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+    "dropout",
+    "recurrent_dropout",
+    "seed",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_gfrnn")
+class GatedFeedbackRNN(keras.layers.RNN):
+    """Gated Feedback RNN layer (Chung et al., 2015).
+
+    A stack of L tanh / GRU / LSTM layers in one Keras RNN layer, in which
+    every layer feeds every layer at the next time step through learned
+    scalar "global reset gates". With `h^0_t = x_t` and
+    `h*_{t-1} = concat(h^1_{t-1}, ..., h^L_{t-1})`, for layers j = 1..L:
+
+    ```
+    g^{i->j}_t = sigmoid(w_g^{i->j} . h^{j-1}_t + u_g^{i->j} . h*_{t-1}
+                         + b_g^{i->j})
+    F^j_t = sum_{i=1..L} g^{i->j}_t * (U^{i->j} h^i_{t-1})
+    tanh: h^j_t = tanh(W^j h^{j-1}_t + F^j_t + b^j)
+    gru:  z, r = sigmoid(W_{z,r} h^{j-1}_t + U_{z,r} h^j_{t-1} + b_{z,r})
+          h^j_t = z * h^j_{t-1}
+                  + (1 - z) * tanh(W_h h^{j-1}_t + r * F^j_t + b_h)
+    lstm: i, f, o = sigmoid(W_. h^{j-1}_t + U_. h^j_{t-1} + b_.)
+          c^j_t = f * c^j_{t-1} + i * tanh(W_c h^{j-1}_t + F^j_t + b_c)
+          h^j_t = o * tanh(c^j_t)
+    ```
+
+    `feedback=False` removes the gates and cross-layer weights
+    (`F^j_t = U^{j->j} h^j_{t-1}`): the paper's stacked baseline with the same
+    API. The weights live in `GatedFeedbackCell` (`layer.cell`), named per
+    layer j = 1..L: `kernel_{j}`, `recurrent_kernel_{j}` (GRU, LSTM),
+    `feedback_kernel_{j}`, `gate_kernel_{j}`, `gate_recurrent_kernel_{j}`,
+    `bias_{j}`, `gate_bias_{j}` (see the cell and DESIGN.md for shapes).
+
+    The layer is fused: the first layer's input projection for every time
+    step is one matmul before the loop, and every term that reads
+    `h*_{t-1}` (same-layer gates, all feedback kernels, all global gates) is
+    one batched matmul per step.
+
+    Masking: at a masked time step every layer's state (h and c) is carried
+    over unchanged and the output repeats the previous output, as in
+    `keras.layers.LSTM`.
+
+    Args:
+        units: Positive integer (size of each layer, with `num_layers`) or a
+            list of per-layer sizes.
+        num_layers: Number of layers for an integer `units`. Defaults to
+            `None`: 1 for an integer `units`, `len(units)` for a list. The
+            paper uses 3.
+        unit_type: `"tanh"`, `"gru"` or `"lstm"` (default).
+        feedback: `True` (default): gated feedback; `False`: plain stack.
+        output: `"top"` (default): the top layer's hidden state;
+            `"concat"`: every layer's hidden state, concatenated.
+        activation: Candidate activation. Default `"tanh"`.
+        recurrent_activation: Gate activation (global reset gates too).
+            Default `"sigmoid"`.
+        use_bias: Default `True`.
+        kernel_initializer: Default `"glorot_uniform"`.
+        recurrent_initializer: Default `"orthogonal"`.
+        bias_initializer: Default `"zeros"`.
+        unit_forget_bias: LSTM only; default `True`.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer,
+        activity_regularizer: Default `None`.
+        kernel_constraint, recurrent_constraint, bias_constraint: Default
+            `None`.
+        dropout: Float in [0, 1): dropout on every layer's input, one mask
+            per sequence. Default 0.
+        recurrent_dropout: Float in [0, 1): dropout on `h*_{t-1}` in every
+            recurrent read, one mask per sequence. Default 0.
+        seed: Random seed for dropout.
+        return_sequences: Return the whole output sequence. Default `False`.
+        return_state: Also return the final states. Default `False`.
+        go_backwards: Process the sequence backwards. Default `False`.
+        stateful: Carry the last states of batch i to batch i. Default
+            `False`.
+        unroll: Unroll the loop (static time dimension only). Default
+            `False`.
+
+    Call arguments:
+        inputs: 3D tensor `(batch, timesteps, features)`.
+        mask: Boolean tensor `(batch, timesteps)`.
+        training: Whether dropout is active.
+        initial_state: List of initial states, `[h^1..h^L]` (tanh, GRU) or
+            `[h^1..h^L, c^1..c^L]` (LSTM), each `(batch, units_j)`.
+
+    Output shape:
+        `(batch, output_size)`, or `(batch, timesteps, output_size)` with
+        `return_sequences`, where `output_size` is `units_L` (`"top"`) or
+        `sum(units)` (`"concat"`). With `return_state`, followed by the final
+        states in the same order as `initial_state`.
+
+    Example:
+
+    ```python
+    model = keras.Sequential([
+        keras.Input((28, 28)),
+        GatedFeedbackRNN(128, num_layers=3, unit_type="lstm"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    ```
+
+    Reference:
+        Chung, Gulcehre, Cho, Bengio. Gated Feedback Recurrent Neural
+        Networks. ICML 2015. https://arxiv.org/abs/1502.02367
+    """
+
+    def __init__(
+        self,
+        units,
+        num_layers=None,
+        unit_type="lstm",
+        feedback=True,
+        output="top",
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        cell = GatedFeedbackCell(
+            units,
+            num_layers=num_layers,
+            unit_type=unit_type,
+            feedback=feedback,
+            output=output,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            unit_forget_bias=unit_forget_bias,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name="gated_feedback_cell",
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            activity_regularizer=activity_regularizer,
+            **kwargs,
+        )
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        _check_rank(self, sequences_shape)
+        super().build(sequences_shape, initial_state_shape)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        _check_rank(self, sequences.shape)
+        if initial_state is not None:
+            _check_initial_state(self, initial_state)
+        return super().call(
+            sequences, initial_state=initial_state, mask=mask, training=training
+        )
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        weights = cell.fused_weights()
+        input_masks, recurrent_masks = cell.dropout_masks(
+            ops.shape(sequences)[0], training
+        )
+        if input_masks[0] is not None:
+            sequences = sequences * ops.expand_dims(input_masks[0], 1)
+        projected = cell.project_inputs(sequences, weights)
+        context = _fused.FusedContext(
+            weights=weights,
+            input_masks=input_masks,
+            recurrent_masks=recurrent_masks,
+        )
+        return _fused.run_fused(
+            self, context, projected, initial_state, mask, training
+        )
+
+    def get_config(self):
+        config = self.cell.get_config()
+        for key in ("name", "trainable", "dtype"):
+            config.pop(key, None)
+        base = super().get_config()
+        del base["cell"]
+        return {**base, **config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _add_properties(layer_cls, names):
+    for name in names:
+        setattr(
+            layer_cls,
+            name,
+            property(lambda self, _n=name: getattr(self.cell, _n)),
+        )
+
+
+_add_properties(GatedFeedbackRNN, _CELL_ARGS + ("layer_units",))
+
+
+def _check_rank(layer, shape):
+    shape = tuple(shape)
+    if len(shape) != 3:
+        raise ValueError(
+            f"{type(layer).__name__} expects inputs of rank 3 "
+            f"(batch, timesteps, features). Received: inputs.shape={shape}"
+        )
+    if layer.cell.built and shape[-1] != layer.cell.input_dim:
+        raise ValueError(
+            f"{type(layer).__name__} was built for {layer.cell.input_dim} "
+            f"input features. Received: inputs.shape={shape}"
+        )
+
+
+def _check_initial_state(layer, initial_state):
+    states = (
+        list(initial_state)
+        if isinstance(initial_state, (list, tuple))
+        else [initial_state]
+    )
+    expected = layer.state_size
+    if len(states) != len(expected):
+        raise ValueError(
+            f"{type(layer).__name__} expects {len(expected)} initial states "
+            f"of sizes {expected}. Received: initial_state with "
+            f"{len(states)} tensor(s)"
+        )
+    for k, (state, size) in enumerate(zip(states, expected)):
+        shape = tuple(state.shape)
+        if len(shape) != 2 or (shape[-1] is not None and shape[-1] != size):
+            raise ValueError(
+                f"{type(layer).__name__} expects initial_state[{k}] of shape "
+                f"(batch, {size}). Received: initial_state[{k}].shape={shape}"
+            )

@@ -1,0 +1,64 @@
+"""Checks that every layer of the package must pass (shared by the tests)."""
+
+import json
+
+import keras
+import numpy as np
+
+
+def assert_config_round_trip(layer):
+    """get_config/from_config and JSON serialization give the same config."""
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    blob = json.dumps(keras.saving.serialize_keras_object(layer))
+    revived = keras.saving.deserialize_keras_object(json.loads(blob))
+    assert type(revived) is type(layer)
+    assert revived.get_config() == config
+    return clone
+
+
+def assert_symbolic_matches_eager(make_layer, x):
+    """The symbolic output shapes are the eager ones (None dims allowed)."""
+    layer = make_layer()
+    inputs = keras.Input(shape=(None,) + tuple(x.shape[2:]))
+    symbolic = keras.tree.flatten(layer(inputs))
+    eager = keras.tree.flatten(layer(x))
+    assert len(symbolic) == len(eager)
+    for s, e in zip(symbolic, eager):
+        assert len(s.shape) == len(e.shape)
+        for sd, ed in zip(s.shape, e.shape):
+            assert sd is None or sd == ed, (s.shape, e.shape)
+
+
+def assert_fit_lowers_loss(layer, x, y, steps=5, learning_rate=0.01):
+    """A few optimizer steps on one batch lower the training loss."""
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    model.add(keras.layers.Dense(y.shape[-1]))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    before = float(model.evaluate(x, y, verbose=0))
+    model.fit(x, y, epochs=steps, batch_size=len(x), verbose=0)
+    after = float(model.evaluate(x, y, verbose=0))
+    assert np.isfinite(after)
+    assert after < before, (before, after)
+
+
+def assert_mixed_precision(make_layer, x, policy, atol):
+    """Under a mixed policy: float32 weights, low-precision outputs, close."""
+    reference = make_layer()
+    expected = keras.ops.convert_to_numpy(reference(x))
+    keras.config.set_dtype_policy(policy)
+    try:
+        layer = make_layer()
+        layer.build(x.shape)
+        layer.set_weights(reference.get_weights())
+        out = layer(x)
+        assert (
+            keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]
+        )
+        for w in layer.weights:
+            assert keras.backend.standardize_dtype(w.dtype) == "float32"
+        got = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    np.testing.assert_allclose(got, expected, atol=atol)

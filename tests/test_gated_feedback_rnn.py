@@ -1,0 +1,757 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_gfrnn
+from keras_gfrnn import GatedFeedbackCell
+from keras_gfrnn import GatedFeedbackRNN
+from tests import layer_checks
+
+UNIT_TYPES = ["tanh", "gru", "lstm"]
+ALL_CASES = [
+    (unit_type, feedback, output)
+    for unit_type in UNIT_TYPES
+    for feedback in (True, False)
+    for output in ("top", "concat")
+]
+
+
+# --------------------------------------------------------------------------
+# NumPy reference of DESIGN.md section 2, written from the equations and the
+# documented weight layout only (it never calls the layer's code).
+# --------------------------------------------------------------------------
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_gf_rnn(
+    weights,
+    x,
+    sizes,
+    unit_type,
+    feedback,
+    output="top",
+    initial_state=None,
+    mask=None,
+    go_backwards=False,
+):
+    """Returns (outputs over time (B, T, out), final states list)."""
+    batch, steps, _ = x.shape
+    layers = len(sizes)
+    offsets = np.cumsum([0] + list(sizes))
+    if initial_state is None:
+        h = [np.zeros((batch, n)) for n in sizes]
+        c = [np.zeros((batch, n)) for n in sizes]
+    else:
+        h = [np.array(s, dtype="float64") for s in initial_state[:layers]]
+        c = [np.array(s, dtype="float64") for s in initial_state[layers:]]
+    order = range(steps - 1, -1, -1) if go_backwards else range(steps)
+    out_size = sizes[-1] if output == "top" else sum(sizes)
+    prev_out = np.zeros((batch, out_size))
+    outputs = []
+    for t in order:
+        h_star = np.concatenate(h, axis=1)
+        below = x[:, t].astype("float64")
+        new_h, new_c = [], []
+        for j in range(layers):
+            n = sizes[j]
+            k = j + 1
+            wx = below @ weights[f"kernel_{k}"] + weights.get(f"bias_{k}", 0.0)
+            if feedback:
+                u = weights[f"feedback_kernel_{k}"]
+                g = _sigmoid(
+                    below @ weights[f"gate_kernel_{k}"]
+                    + h_star @ weights[f"gate_recurrent_kernel_{k}"]
+                    + weights.get(f"gate_bias_{k}", 0.0)
+                )
+                fb = sum(
+                    g[:, i : i + 1] * (h[i] @ u[offsets[i] : offsets[i + 1]])
+                    for i in range(layers)
+                )
+            else:
+                fb = h[j] @ weights[f"feedback_kernel_{k}"]
+            if unit_type == "tanh":
+                hj = np.tanh(wx + fb)
+            elif unit_type == "gru":
+                rec = h[j] @ weights[f"recurrent_kernel_{k}"]
+                z = _sigmoid(wx[:, :n] + rec[:, :n])
+                r = _sigmoid(wx[:, n : 2 * n] + rec[:, n:])
+                cand = np.tanh(wx[:, 2 * n :] + r * fb)
+                hj = z * h[j] + (1 - z) * cand
+            else:
+                rec = h[j] @ weights[f"recurrent_kernel_{k}"]
+                i_g = _sigmoid(wx[:, :n] + rec[:, :n])
+                f_g = _sigmoid(wx[:, n : 2 * n] + rec[:, n : 2 * n])
+                o_g = _sigmoid(wx[:, 3 * n :] + rec[:, 2 * n :])
+                cj = f_g * c[j] + i_g * np.tanh(wx[:, 2 * n : 3 * n] + fb)
+                hj = o_g * np.tanh(cj)
+                new_c.append(cj)
+            new_h.append(hj)
+            below = hj
+        out = new_h[-1] if output == "top" else np.concatenate(new_h, axis=1)
+        if mask is not None:
+            keep = mask[:, t : t + 1]
+            new_h = [np.where(keep, a, b) for a, b in zip(new_h, h)]
+            if unit_type == "lstm":
+                new_c = [np.where(keep, a, b) for a, b in zip(new_c, c)]
+            out = np.where(keep, out, prev_out)
+        h = new_h
+        if unit_type == "lstm":
+            c = new_c
+        prev_out = out
+        outputs.append(out)
+    states = h + (c if unit_type == "lstm" else [])
+    return np.stack(outputs, axis=1), states
+
+
+def randomize(layer, scale=0.5, seed=0):
+    """Random values for every weight (biases too), returned by short name."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for w in layer.weights:
+        value = rng.uniform(-scale, scale, size=w.shape).astype("float32")
+        w.assign(value)
+        values[w.path.split("/")[-1]] = value.astype("float64")
+    return values
+
+
+def make_inputs(batch=3, steps=6, features=5, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(batch, steps, features)).astype("float32")
+
+
+def run_layer(layer, x, **kwargs):
+    out = layer(x, **kwargs)
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, out)
+
+
+# --------------------------------------------------------------------------
+# Correctness
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("unit_type,feedback,output", ALL_CASES)
+def test_correctness(unit_type, feedback, output):
+    x = make_inputs()
+    layer = GatedFeedbackRNN(
+        4,
+        num_layers=3,
+        unit_type=unit_type,
+        feedback=feedback,
+        output=output,
+        return_sequences=True,
+        return_state=True,
+    )
+    layer.build(x.shape)
+    weights = randomize(layer)
+    got = run_layer(layer, x)
+    expected, states = numpy_gf_rnn(
+        weights, x, [4, 4, 4], unit_type, feedback, output
+    )
+    np.testing.assert_allclose(got[0], expected, atol=1e-5)
+    assert len(got) == 1 + len(states)
+    for g, e in zip(got[1:], states):
+        np.testing.assert_allclose(g, e, atol=1e-5)
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+@pytest.mark.parametrize("feedback", [True, False])
+def test_correctness_unequal_sizes(unit_type, feedback):
+    x = make_inputs()
+    sizes = [6, 3, 5]
+    layer = GatedFeedbackRNN(
+        sizes,
+        unit_type=unit_type,
+        feedback=feedback,
+        output="concat",
+        return_sequences=True,
+    )
+    layer.build(x.shape)
+    weights = randomize(layer)
+    expected, _ = numpy_gf_rnn(weights, x, sizes, unit_type, feedback, "concat")
+    np.testing.assert_allclose(run_layer(layer, x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_correctness_without_bias_single_layer(unit_type):
+    x = make_inputs()
+    layer = GatedFeedbackRNN(5, unit_type=unit_type, use_bias=False)
+    layer.build(x.shape)
+    names = {w.path.split("/")[-1] for w in layer.weights}
+    assert not any(n.startswith(("bias", "gate_bias")) for n in names)
+    weights = randomize(layer)
+    expected, _ = numpy_gf_rnn(weights, x, [5], unit_type, True)
+    np.testing.assert_allclose(run_layer(layer, x), expected[:, -1], atol=1e-5)
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_no_feedback_equals_keras_stack(unit_type):
+    """Paper property: feedback=False is a plain stack of Keras layers."""
+    x = make_inputs()
+    layer = GatedFeedbackRNN(
+        4, num_layers=3, unit_type=unit_type, feedback=False
+    )
+    layer.build(x.shape)
+    w = randomize(layer)
+    stack = []
+    for k in (1, 2, 3):
+        fb = w[f"feedback_kernel_{k}"]
+        if unit_type == "tanh":
+            rnn = keras.layers.SimpleRNN(4, return_sequences=True)
+            values = [w[f"kernel_{k}"], fb, w[f"bias_{k}"]]
+        elif unit_type == "gru":
+            # reset_after=True applies r after the recurrent matmul, as the
+            # paper's r * F does; its recurrent bias row stays zero.
+            rnn = keras.layers.GRU(4, return_sequences=True, reset_after=True)
+            rec = np.concatenate([w[f"recurrent_kernel_{k}"], fb], axis=1)
+            bias = np.stack([w[f"bias_{k}"], np.zeros(12)])
+            values = [w[f"kernel_{k}"], rec, bias]
+        else:
+            rnn = keras.layers.LSTM(4, return_sequences=True)
+            r = w[f"recurrent_kernel_{k}"]
+            rec = np.concatenate([r[:, :8], fb, r[:, 8:]], axis=1)
+            values = [w[f"kernel_{k}"], rec, w[f"bias_{k}"]]
+        rnn.build((None, None, x.shape[-1] if k == 1 else 4))
+        rnn.set_weights(values)
+        stack.append(rnn)
+    expected = x
+    for rnn in stack:
+        expected = rnn(expected)
+    np.testing.assert_allclose(
+        run_layer(layer, x),
+        keras.ops.convert_to_numpy(expected)[:, -1],
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+@pytest.mark.parametrize("feedback", [True, False])
+def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback):
+    x = make_inputs()
+    mask = np.ones(x.shape[:2], dtype=bool)
+    mask[0, 3:] = False
+    mask[2, :2] = False
+    layer = GatedFeedbackRNN(
+        4,
+        num_layers=3,
+        unit_type=unit_type,
+        feedback=feedback,
+        return_sequences=True,
+        return_state=True,
+    )
+    cell = GatedFeedbackCell(
+        4, num_layers=3, unit_type=unit_type, feedback=feedback
+    )
+    plain = keras.layers.RNN(cell, return_sequences=True, return_state=True)
+    layer.build(x.shape)
+    plain.build(x.shape)
+    randomize(layer)
+    plain.set_weights(layer.get_weights())
+    for m in (None, mask):
+        fused = run_layer(layer, x, mask=m)
+        reference = run_layer(plain, x, mask=m)
+        for a, b in zip(fused, reference):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# The RNN contract
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_masking(unit_type):
+    """Padded steps leave every layer's state untouched."""
+    x = make_inputs(steps=7)
+    mask = np.ones(x.shape[:2], dtype=bool)
+    mask[0, 4:] = False  # right padding
+    mask[1, :3] = False  # left padding
+    mask[2, 2] = False  # a hole
+    layer = GatedFeedbackRNN(
+        4,
+        num_layers=2,
+        unit_type=unit_type,
+        return_sequences=True,
+        return_state=True,
+    )
+    layer.build(x.shape)
+    weights = randomize(layer)
+    got = run_layer(layer, x, mask=mask)
+    expected, states = numpy_gf_rnn(
+        weights, x, [4, 4], unit_type, True, mask=mask
+    )
+    np.testing.assert_allclose(got[0], expected, atol=1e-5)
+    for g, e in zip(got[1:], states):
+        np.testing.assert_allclose(g, e, atol=1e-5)
+    # Right padding: final states equal those of the truncated sequence.
+    short = run_layer(layer, x[:1, :4])
+    for g, s in zip(got[1:], short[1:]):
+        np.testing.assert_allclose(g[:1], s, atol=1e-6)
+
+
+def test_masking_layer_and_embedding():
+    tokens = np.array([[3, 5, 2, 0, 0], [1, 4, 4, 2, 7]])
+    embedding = keras.layers.Embedding(8, 6, mask_zero=True)
+    layer = GatedFeedbackRNN(4, num_layers=2, unit_type="gru")
+    model = keras.Sequential(
+        [keras.Input((None,), dtype="int32"), embedding, layer]
+    )
+    full = keras.ops.convert_to_numpy(model(tokens))
+    trimmed = keras.ops.convert_to_numpy(model(tokens[:1, :3]))
+    np.testing.assert_allclose(full[:1], trimmed, atol=1e-6)
+
+    layer = GatedFeedbackRNN(4, num_layers=2, unit_type="gru")
+    x = make_inputs(batch=2, steps=5)
+    x[0, 3:] = 0.0
+    masked = keras.Sequential(
+        [keras.Input((None, 5)), keras.layers.Masking(0.0), layer]
+    )
+    out = keras.ops.convert_to_numpy(masked(x))
+    np.testing.assert_allclose(
+        out[:1], keras.ops.convert_to_numpy(layer(x[:1, :3])), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_go_backwards(unit_type):
+    x = make_inputs()
+    layer = GatedFeedbackRNN(
+        4,
+        num_layers=2,
+        unit_type=unit_type,
+        go_backwards=True,
+        return_sequences=True,
+    )
+    layer.build(x.shape)
+    weights = randomize(layer)
+    expected, _ = numpy_gf_rnn(
+        weights, x, [4, 4], unit_type, True, go_backwards=True
+    )
+    np.testing.assert_allclose(run_layer(layer, x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_pass_initial_state(unit_type):
+    x = make_inputs()
+    layer = GatedFeedbackRNN([4, 3], unit_type=unit_type, return_state=True)
+    layer.build(x.shape)
+    weights = randomize(layer)
+    rng = np.random.default_rng(5)
+    init = [
+        rng.normal(size=(3, n)).astype("float32") for n in layer.cell.state_size
+    ]
+    got = run_layer(layer, x, initial_state=init)
+    expected, states = numpy_gf_rnn(
+        weights, x, [4, 3], unit_type, True, initial_state=init
+    )
+    np.testing.assert_allclose(got[0], expected[:, -1], atol=1e-5)
+    for g, e in zip(got[1:], states):
+        np.testing.assert_allclose(g, e, atol=1e-5)
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_return_state_order(unit_type):
+    x = make_inputs()
+    layer = GatedFeedbackRNN([4, 3, 2], unit_type=unit_type, return_state=True)
+    out = layer(x)
+    per_layer = [4, 3, 2]
+    expected = per_layer * (2 if unit_type == "lstm" else 1)
+    assert [s.shape[-1] for s in out[1:]] == expected
+    # The top layer's h is the output (output="top").
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(out[0]),
+        keras.ops.convert_to_numpy(out[3]),
+    )
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_statefulness(unit_type):
+    x = make_inputs(batch=2, steps=8)
+    layer = GatedFeedbackRNN(
+        4,
+        num_layers=2,
+        unit_type=unit_type,
+        stateful=True,
+        return_sequences=True,
+    )
+    layer.build(x.shape)
+    weights = randomize(layer)
+    first = run_layer(layer, x[:, :5])
+    second = run_layer(layer, x[:, 5:])
+    expected, _ = numpy_gf_rnn(weights, x, [4, 4], unit_type, True)
+    np.testing.assert_allclose(
+        np.concatenate([first, second], axis=1), expected, atol=1e-5
+    )
+    layer.reset_states()
+    np.testing.assert_allclose(run_layer(layer, x[:, :5]), first, atol=1e-6)
+    for state in layer.states:
+        assert np.any(keras.ops.convert_to_numpy(state) != 0)
+    layer.reset_state()
+    for state in layer.states:
+        assert not np.any(keras.ops.convert_to_numpy(state))
+
+
+def test_stateful_model_fit_and_predict():
+    model = keras.Sequential(
+        [
+            keras.Input(batch_shape=(4, 5, 3)),
+            GatedFeedbackRNN(6, num_layers=2, unit_type="gru", stateful=True),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile("adam", "mse")
+    x = np.random.rand(8, 5, 3).astype("float32")
+    model.fit(
+        x, np.ones((8, 1)), batch_size=4, epochs=1, shuffle=False, verbose=0
+    )
+    model.layers[0].reset_states()
+    assert model.predict(x, batch_size=4, verbose=0).shape == (8, 1)
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_bidirectional(unit_type):
+    x = make_inputs()
+    forward = GatedFeedbackRNN(
+        4, num_layers=2, unit_type=unit_type, return_sequences=True
+    )
+    bidi = keras.layers.Bidirectional(forward)
+    out = run_layer(bidi, x)
+    assert out.shape == (3, 6, 8)
+    assert bidi.backward_layer.go_backwards
+    fwd = run_layer(bidi.forward_layer, x)
+    bwd = run_layer(bidi.backward_layer, x)[:, ::-1]
+    np.testing.assert_allclose(out, np.concatenate([fwd, bwd], -1), atol=1e-6)
+
+    stateful = keras.layers.Bidirectional(
+        GatedFeedbackRNN(
+            4, num_layers=2, unit_type=unit_type, return_state=True
+        )
+    )
+    outputs = stateful(x)
+    n_states = 2 * len(forward.cell.state_size)
+    assert len(outputs) == 1 + n_states
+
+
+def test_time_distributed():
+    x = np.random.rand(2, 3, 5, 4).astype("float32")
+    layer = GatedFeedbackRNN(6, num_layers=2, unit_type="lstm")
+    wrapped = keras.layers.TimeDistributed(layer)
+    out = run_layer(wrapped, x)
+    assert out.shape == (2, 3, 6)
+    np.testing.assert_allclose(out[:, 1], run_layer(layer, x[:, 1]), atol=1e-6)
+
+
+def test_unroll_and_none_time_dimension():
+    x = make_inputs()
+    rolled = GatedFeedbackRNN(4, num_layers=2, return_sequences=True)
+    unrolled = GatedFeedbackRNN(
+        4, num_layers=2, return_sequences=True, unroll=True
+    )
+    rolled.build(x.shape)
+    unrolled.build(x.shape)
+    randomize(rolled)
+    unrolled.set_weights(rolled.get_weights())
+    np.testing.assert_allclose(
+        run_layer(rolled, x), run_layer(unrolled, x), atol=1e-6
+    )
+    model = keras.Sequential([keras.Input((None, 5)), rolled])
+    for steps in (2, 9):
+        assert model(make_inputs(steps=steps)).shape == (3, steps, 4)
+
+
+def test_dropout():
+    x = make_inputs(batch=4, steps=5)
+    layer = GatedFeedbackRNN(
+        8, num_layers=3, dropout=0.5, recurrent_dropout=0.3, seed=7
+    )
+    inference = run_layer(layer, x)
+    np.testing.assert_allclose(inference, run_layer(layer, x))
+    train_a = run_layer(layer, x, training=True)
+    train_b = run_layer(layer, x, training=True)
+    assert not np.allclose(train_a, inference)
+    assert not np.allclose(train_a, train_b)  # fresh masks each call
+    plain = GatedFeedbackRNN(8, num_layers=3)
+    plain.build(x.shape)
+    plain.set_weights(layer.get_weights())
+    np.testing.assert_allclose(run_layer(plain, x), inference, atol=1e-6)
+    # Gradients flow through both dropout paths.
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) ** 2)
+    grads = tape.gradient(loss, layer.trainable_variables)
+    assert all(g is not None and np.any(g.numpy()) for g in grads)
+
+
+def test_dropout_mask_is_shared_over_time():
+    """One input mask per sequence: constant inputs see the same mask."""
+    x = np.ones((2, 4, 6), dtype="float32")
+    layer = GatedFeedbackRNN(
+        3, unit_type="tanh", dropout=0.5, seed=3, return_sequences=True
+    )
+    layer.build(x.shape)
+    w = randomize(layer)
+    # Zero the recurrence so each step depends only on its (masked) input.
+    layer.cell.feedback_kernels[0].assign(np.zeros((3, 3)))
+    layer.cell.gate_recurrent_kernels[0].assign(np.zeros((3, 1)))
+    out = run_layer(layer, x, training=True)
+    np.testing.assert_allclose(out[:, 0], out[:, 3], atol=1e-6)
+    assert w  # randomized
+
+
+def test_initializers_regularizers_constraints():
+    layer = GatedFeedbackRNN(
+        4,
+        num_layers=2,
+        unit_type="lstm",
+        kernel_initializer="ones",
+        recurrent_initializer="zeros",
+        bias_initializer="zeros",
+        kernel_regularizer="l2",
+        recurrent_regularizer="l1",
+        bias_regularizer="l2",
+        activity_regularizer="l2",
+        kernel_constraint="non_neg",
+        recurrent_constraint="max_norm",
+        bias_constraint="unit_norm",
+    )
+    x = make_inputs()
+    layer(x)
+    cell = layer.cell
+    assert np.all(cell.kernels[0].numpy() == 1)
+    assert np.all(cell.gate_kernels[1].numpy() == 1)
+    assert not np.any(cell.feedback_kernels[0].numpy())
+    bias = cell.biases[0].numpy()
+    np.testing.assert_array_equal(bias[4:8], 1.0)  # unit_forget_bias
+    np.testing.assert_array_equal(np.delete(bias, range(4, 8)), 0.0)
+    # kernel (2) + gate_kernel (2) + recurrent (2) + feedback (2)
+    # + gate_recurrent (2) + bias (2) + gate_bias (2) + activity (1)
+    assert len(layer.losses) == 15
+    for w in cell.kernels + cell.gate_kernels:
+        assert w.constraint is not None
+    for w in cell.recurrent_kernels + cell.feedback_kernels:
+        assert w.constraint is not None
+    no_forget = GatedFeedbackRNN(4, unit_forget_bias=False)
+    no_forget(x)
+    assert not np.any(no_forget.cell.biases[0].numpy())
+
+
+def test_activations():
+    x = make_inputs()
+    layer = GatedFeedbackRNN(
+        4,
+        num_layers=2,
+        unit_type="tanh",
+        activation="relu",
+        return_sequences=True,
+    )
+    out = run_layer(layer, x)
+    assert np.all(out >= 0)
+    assert layer.activation is keras.activations.relu
+    assert (
+        GatedFeedbackRNN(
+            4, recurrent_activation="hard_sigmoid"
+        ).recurrent_activation
+        is keras.activations.hard_sigmoid
+    )
+
+
+# --------------------------------------------------------------------------
+# Shared layer checks
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_basics(unit_type):
+    def make():
+        return GatedFeedbackRNN(
+            [5, 4],
+            unit_type=unit_type,
+            output="concat",
+            return_sequences=True,
+            return_state=True,
+        )
+
+    x = make_inputs()
+    layer_checks.assert_symbolic_matches_eager(make, x)
+    layer = make()
+    clone = layer_checks.assert_config_round_trip(layer)
+    assert clone.units == [5, 4] and clone.output_mode == "concat"
+    assert layer.layer_units == (5, 4)
+    layer_checks.assert_fit_lowers_loss(
+        GatedFeedbackRNN(6, num_layers=2, unit_type=unit_type),
+        x,
+        np.ones((3, 2), dtype="float32"),
+    )
+
+
+def test_serialization_of_every_argument():
+    layer = GatedFeedbackRNN(
+        7,
+        num_layers=2,
+        unit_type="gru",
+        feedback=False,
+        output="concat",
+        activation="relu",
+        recurrent_activation="hard_sigmoid",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        recurrent_initializer="glorot_normal",
+        bias_initializer="ones",
+        unit_forget_bias=False,
+        kernel_regularizer="l1",
+        recurrent_regularizer="l2",
+        bias_regularizer=keras.regularizers.L1L2(0.01, 0.02),
+        activity_regularizer="l2",
+        kernel_constraint="non_neg",
+        recurrent_constraint="max_norm",
+        bias_constraint="unit_norm",
+        dropout=0.1,
+        recurrent_dropout=0.2,
+        seed=11,
+        return_sequences=True,
+        return_state=True,
+        go_backwards=True,
+        stateful=True,
+        unroll=True,
+        name="gf",
+    )
+    clone = layer_checks.assert_config_round_trip(layer)
+    for name in (
+        "units",
+        "num_layers",
+        "unit_type",
+        "feedback",
+        "output_mode",
+        "use_bias",
+        "unit_forget_bias",
+        "dropout",
+        "recurrent_dropout",
+        "seed",
+        "return_sequences",
+        "return_state",
+        "go_backwards",
+        "stateful",
+        "unroll",
+    ):
+        assert getattr(clone, name) == getattr(layer, name), name
+    assert clone.name == "gf"
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(policy):
+    x = make_inputs()
+
+    def make():
+        return GatedFeedbackRNN(
+            4, num_layers=3, unit_type="lstm", return_sequences=True
+        )
+
+    layer_checks.assert_mixed_precision(
+        make, x, policy, atol=2e-2 if policy == "mixed_bfloat16" else 5e-3
+    )
+
+
+# --------------------------------------------------------------------------
+# Saving and export
+# --------------------------------------------------------------------------
+def _model(unit_type, feedback):
+    inputs = keras.Input((None, 5))
+    x = GatedFeedbackRNN(
+        6,
+        num_layers=3,
+        unit_type=unit_type,
+        feedback=feedback,
+        return_sequences=True,
+    )(inputs)
+    x = GatedFeedbackRNN([4, 3], unit_type=unit_type, output="concat")(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_saving(tmp_path, unit_type):
+    model = _model(unit_type, True)
+    x = make_inputs()
+    expected = model.predict(x, verbose=0)
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)  # no custom_objects needed
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+    other = make_inputs(batch=5, steps=9, seed=3)
+    np.testing.assert_array_equal(
+        loaded.predict(other, verbose=0), model.predict(other, verbose=0)
+    )
+
+
+@pytest.mark.parametrize(
+    "unit_type,feedback", [("lstm", True), ("gru", True), ("tanh", False)]
+)
+def test_saved_model_export(tmp_path, unit_type, feedback):
+    model = _model(unit_type, feedback)
+    path = os.path.join(tmp_path, "exported")
+    model.export(path, format="tf_saved_model", verbose=False)
+    reloaded = tf.saved_model.load(path)
+    serve = reloaded.signatures["serving_default"]
+    for batch, steps in ((3, 6), (1, 11), (7, 2)):
+        x = make_inputs(batch=batch, steps=steps, seed=batch)
+        expected = keras.ops.convert_to_numpy(model(x))
+        np.testing.assert_array_equal(reloaded.serve(x).numpy(), expected)
+        served = list(serve(tf.constant(x)).values())[0].numpy()
+        np.testing.assert_array_equal(served, expected)
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"units": 0}, "units=0"),
+        ({"units": -3}, "units=-3"),
+        ({"units": 2.5}, "units=2.5"),
+        ({"units": []}, r"units=\[\]"),
+        ({"units": [4, 0]}, r"units=\[4, 0\]"),
+        ({"units": 4, "num_layers": 0}, "num_layers=0"),
+        ({"units": [4, 4], "num_layers": 3}, "num_layers=3"),
+        ({"units": 4, "unit_type": "rnn"}, "unit_type='rnn'"),
+        ({"units": 4, "output": "all"}, "output='all'"),
+        ({"units": 4, "feedback": "yes"}, "feedback=yes"),
+        ({"units": 4, "dropout": 1.0}, "dropout=1.0"),
+        ({"units": 4, "dropout": -0.1}, "dropout=-0.1"),
+        ({"units": 4, "recurrent_dropout": 1.5}, "recurrent_dropout=1.5"),
+    ],
+)
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GatedFeedbackRNN(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        GatedFeedbackCell(**kwargs)
+
+
+def test_invalid_inputs():
+    layer = GatedFeedbackRNN(4, num_layers=2, unit_type="lstm")
+    with pytest.raises(ValueError, match=r"inputs.shape=\(2, 5\)"):
+        layer(np.zeros((2, 5), dtype="float32"))
+    with pytest.raises(ValueError, match="inputs.shape"):
+        layer(np.zeros((2, 3, 4, 5), dtype="float32"))
+    x = make_inputs()
+    layer(x)
+    with pytest.raises(ValueError, match="inputs.shape"):
+        layer(np.zeros((2, 5), dtype="float32"))
+    with pytest.raises(ValueError, match=r"inputs.shape=\(3, 6, 4\)"):
+        layer(x[:, :, :4])
+    good = [np.zeros((3, 4), dtype="float32")] * 4
+    with pytest.raises(ValueError, match="Received: initial_state with 2"):
+        layer(x, initial_state=good[:2])
+    bad = list(good)
+    bad[3] = np.zeros((3, 5), dtype="float32")
+    with pytest.raises(ValueError, match=r"initial_state\[3\].shape=\(3, 5\)"):
+        layer(x, initial_state=bad)
+
+
+def test_public_api():
+    assert keras_gfrnn.__version__
+    assert "GatedFeedbackRNN" in keras_gfrnn.__all__
+    assert (
+        keras.saving.get_registered_object("keras_gfrnn>GatedFeedbackRNN")
+        is GatedFeedbackRNN
+    )
+    assert (
+        keras.saving.get_registered_object("keras_gfrnn>GatedFeedbackCell")
+        is GatedFeedbackCell
+    )
