@@ -415,41 +415,65 @@ class GatedFeedbackCell(keras.layers.Layer):
             projected, states, weights, input_masks, recurrent_masks
         )
 
+    def _recurrent_reads(self, hidden, weights, recurrent_masks, n_gates):
+        """Every term that reads `h*_{t-1}`, from one (batched) matmul.
+
+        Returns, per layer j: `own[j]` (same-layer gate terms; without
+        feedback also `U^{j->j} h^j` after them), `feedback_in[j]` (the
+        products `U^{i->j} h^i` for every source i) and `gate_reads[j]`
+        (`u_g^{i->j} . h*` for every i). Splits, not slices: their gradients
+        are concatenations, not zero-padded copies.
+        """
+        layers = self.num_layers
+        sizes = self.layer_units
+        total = sum(sizes)
+        if self._equal_sizes and layers > 1:
+            prev = ops.stack(hidden)
+            if recurrent_masks is not None:
+                prev = prev * recurrent_masks
+            reads = ops.matmul(prev, weights.recurrent_kernels)  # (L, B, N)
+            if not self.feedback:
+                return ops.unstack(reads, layers, axis=0), None, None
+            own, fb_all, gate_all = ops.split(
+                reads, [n_gates[0], n_gates[0] + total], axis=-1
+            )
+            own = ops.unstack(own, layers, axis=0)
+            feedback_in = ops.split(fb_all, layers, axis=-1)  # (L, B, H_j)
+            gate_reads = ops.split(ops.sum(gate_all, axis=0), layers, -1)
+            return own, feedback_in, gate_reads
+        if recurrent_masks is not None:
+            hidden = [h * m for h, m in zip(hidden, recurrent_masks)]
+        reads = [
+            ops.matmul(h, k) for h, k in zip(hidden, weights.recurrent_kernels)
+        ]
+        if not self.feedback:
+            return reads, None, None
+        own, feedback_in, gate_total = [], [[] for _ in sizes], None
+        bounds = list(self._offsets[1:])
+        for i, r in enumerate(reads):
+            o, f, g = ops.split(r, [n_gates[i], n_gates[i] + total], axis=-1)
+            own.append(o)
+            blocks = ops.split(f, bounds, axis=-1) if bounds else [f]
+            for j, block in enumerate(blocks):
+                feedback_in[j].append(block)
+            gate_total = g if gate_total is None else gate_total + g
+        return own, feedback_in, ops.split(gate_total, layers, axis=-1)
+
     def step(self, projected, states, weights, input_masks, recurrent_masks):
         """One step given layer 1's projected input; see `fused_weights`."""
         sizes = self.layer_units
         layers = self.num_layers
+        n_gates = [(self._num_blocks - 1) * n for n in sizes]
         # With stateful=True Keras passes its state Variables on the first
         # step; a no-op for tensors.
-        states = [s.value if isinstance(s, keras.Variable) else s
-                  for s in states]
+        states = [
+            s.value if isinstance(s, keras.Variable) else s for s in states
+        ]
         hidden = states[:layers]
         cells = states[layers:]
-        stacked = self._equal_sizes and layers > 1
-
-        # Every term that reads h*_{t-1}: one (batched) matmul.
-        if stacked:
-            prev = ops.stack(hidden)
-            if recurrent_masks is not None:
-                prev = prev * recurrent_masks
-            reads = ops.matmul(prev, weights.recurrent_kernels)
-        else:
-            prev = hidden
-            if recurrent_masks is not None:
-                prev = [h * m for h, m in zip(prev, recurrent_masks)]
-            reads = [
-                ops.matmul(h, k)
-                for h, k in zip(prev, weights.recurrent_kernels)
-            ]
-        gate_reads = None
-        if self.feedback:
-            cols = layers * layers
-            if stacked:
-                gate_reads = ops.sum(reads[:, :, -cols:], axis=0)
-            else:
-                gate_reads = reads[0][:, -cols:]
-                for r in reads[1:]:
-                    gate_reads = gate_reads + r[:, -cols:]
+        own, feedback_in, gate_reads = self._recurrent_reads(
+            hidden, weights, recurrent_masks, n_gates
+        )
 
         new_hidden, new_cells = [], []
         below = None
@@ -460,30 +484,52 @@ class GatedFeedbackCell(keras.layers.Layer):
                 if input_masks[j] is not None:
                     below = below * input_masks[j]
                 x = self.project_inputs(below, weights, layer=j)
-            n_gates = (self._num_blocks - 1) * units
-            own = reads[j]
-            feedback = self._feedback_term(
-                j, x, own, reads, gate_reads, n_gates
-            )
-            candidate = x[:, n_gates : n_gates + units]
-            if n_gates:
-                gates = self.recurrent_activation(
-                    x[:, :n_gates] + own[:, :n_gates]
-                )
-            if self.unit_type == "tanh":
-                h = self.activation(candidate + feedback)
+            ng = n_gates[j]
+            pre_gates = None
+            if self.feedback:
+                x_own, x_cand, x_gate = ops.split(x, [ng, ng + units], -1)
+                g = self.recurrent_activation(x_gate + gate_reads[j])
+                if self._equal_sizes and layers > 1:
+                    # feedback_in[j]: (L, B, H); row i = U^{i->j} h^i.
+                    g = ops.expand_dims(ops.transpose(g), -1)
+                    fb = ops.sum(g * feedback_in[j], axis=0)
+                else:
+                    g = ops.split(g, layers, axis=-1)
+                    fb = g[0] * feedback_in[j][0]
+                    for i in range(1, layers):
+                        fb = fb + g[i] * feedback_in[j][i]
+                if ng:
+                    pre_gates = x_own + own[j]
             elif self.unit_type == "gru":
-                z, r = gates[:, :units], gates[:, units:]
-                cand = self.activation(candidate + r * feedback)
-                h = z * hidden[j] + (1.0 - z) * cand
+                x_own, x_cand = ops.split(x, [ng], axis=-1)
+                own_gates, fb = ops.split(own[j], [ng], axis=-1)
+                pre_gates = x_own + own_gates
             else:
-                i, f, o = (
-                    gates[:, :units],
-                    gates[:, units : 2 * units],
-                    gates[:, 2 * units :],
+                # LSTM / tanh: [gates | candidate] of x and of the recurrent
+                # read line up, so add once and split.
+                z = x + own[j]
+                if ng:
+                    pre_gates, x_cand = ops.split(z, [ng], axis=-1)
+                else:
+                    x_cand = z
+                fb = None
+            cand = (
+                x_cand
+                if fb is None or self.unit_type == "gru"
+                else (x_cand + fb)
+            )
+            if self.unit_type == "tanh":
+                h = self.activation(cand)
+            elif self.unit_type == "gru":
+                zg, r = ops.split(self.recurrent_activation(pre_gates), 2, -1)
+                cand = self.activation(x_cand + r * fb)
+                h = zg * hidden[j] + (1.0 - zg) * cand
+            else:
+                i_g, f_g, o_g = ops.split(
+                    self.recurrent_activation(pre_gates), 3, axis=-1
                 )
-                c = f * cells[j] + i * self.activation(candidate + feedback)
-                h = o * self.activation(c)
+                c = f_g * cells[j] + i_g * self.activation(cand)
+                h = o_g * self.activation(c)
                 new_cells.append(c)
             new_hidden.append(h)
             below = h
@@ -493,28 +539,6 @@ class GatedFeedbackCell(keras.layers.Layer):
         else:
             output = ops.concatenate(new_hidden, axis=-1)
         return output, new_hidden + new_cells
-
-    def _feedback_term(self, j, x, own, reads, gate_reads, n_gates):
-        units = self.layer_units[j]
-        if not self.feedback:
-            return own[:, n_gates : n_gates + units]
-        layers = self.num_layers
-        gate_in = x[:, -layers:] + gate_reads[:, j * layers : (j + 1) * layers]
-        gates = self.recurrent_activation(gate_in)  # column i: g^{i->j}
-        start = self._offsets[j]
-        if self._equal_sizes and layers > 1:
-            # reads: (L, B, N); block i of source i's row holds U^{i->j} h^i.
-            blocks = reads[:, :, n_gates + start : n_gates + start + units]
-            weights = ops.expand_dims(ops.transpose(gates), -1)
-            return ops.sum(weights * blocks, axis=0)
-        total = None
-        for i, r in enumerate(reads):
-            skip = (self._num_blocks - 1) * self.layer_units[i]
-            term = (
-                gates[:, i : i + 1] * r[:, skip + start : skip + start + units]
-            )
-            total = term if total is None else total + term
-        return total
 
     def get_initial_state(self, batch_size=None):
         return [
