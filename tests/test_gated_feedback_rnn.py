@@ -4,6 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 import keras_gfrnn
 from keras_gfrnn import GatedFeedbackCell
@@ -128,12 +131,24 @@ def run_layer(layer, x, **kwargs):
     return keras.tree.map_structure(keras.ops.convert_to_numpy, out)
 
 
+def assert_matches_reference(layer, x, sizes, seed=0, **kwargs):
+    """Randomize `layer` (return_sequences and return_state on) and compare
+    its outputs and final states with `numpy_gf_rnn`."""
+    layer.build(x.shape)
+    weights = randomize(layer, seed=seed)
+    got = run_layer(layer, x)
+    expected, states = numpy_gf_rnn(weights, x, sizes, **kwargs)
+    np.testing.assert_allclose(got[0], expected, atol=1e-5)
+    assert len(got) == 1 + len(states)
+    for g, e in zip(got[1:], states):
+        np.testing.assert_allclose(g, e, atol=1e-5)
+
+
 # --------------------------------------------------------------------------
 # Correctness
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("unit_type,feedback,output", ALL_CASES)
 def test_correctness(unit_type, feedback, output):
-    x = make_inputs()
     layer = GatedFeedbackRNN(
         4,
         num_layers=3,
@@ -143,16 +158,14 @@ def test_correctness(unit_type, feedback, output):
         return_sequences=True,
         return_state=True,
     )
-    layer.build(x.shape)
-    weights = randomize(layer)
-    got = run_layer(layer, x)
-    expected, states = numpy_gf_rnn(
-        weights, x, [4, 4, 4], unit_type, feedback, output
+    assert_matches_reference(
+        layer,
+        make_inputs(),
+        [4, 4, 4],
+        unit_type=unit_type,
+        feedback=feedback,
+        output=output,
     )
-    np.testing.assert_allclose(got[0], expected, atol=1e-5)
-    assert len(got) == 1 + len(states)
-    for g, e in zip(got[1:], states):
-        np.testing.assert_allclose(g, e, atol=1e-5)
 
 
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
@@ -469,6 +482,20 @@ def test_dropout():
     train_b = run_layer(layer, x, training=True)
     assert not np.allclose(train_a, inference)
     assert not np.allclose(train_a, train_b)  # fresh masks each call
+    # The seed makes the masks reproducible.
+    twin = GatedFeedbackRNN(
+        8, num_layers=3, dropout=0.5, recurrent_dropout=0.3, seed=7
+    )
+    twin.build(x.shape)
+    twin.set_weights(layer.get_weights())
+    first = GatedFeedbackRNN(
+        8, num_layers=3, dropout=0.5, recurrent_dropout=0.3, seed=7
+    )
+    first.build(x.shape)
+    first.set_weights(layer.get_weights())
+    np.testing.assert_allclose(
+        run_layer(twin, x, training=True), run_layer(first, x, training=True)
+    )
     plain = GatedFeedbackRNN(8, num_layers=3)
     plain.build(x.shape)
     plain.set_weights(layer.get_weights())
@@ -754,4 +781,39 @@ def test_public_api():
     assert (
         keras.saving.get_registered_object("keras_gfrnn>GatedFeedbackCell")
         is GatedFeedbackCell
+    )
+
+
+# --------------------------------------------------------------------------
+# Property test: any stack shape matches the NumPy reference
+# --------------------------------------------------------------------------
+@settings(max_examples=12, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    unit_type=st.sampled_from(UNIT_TYPES),
+    feedback=st.booleans(),
+    output=st.sampled_from(["top", "concat"]),
+    batch=st.integers(1, 3),
+    steps=st.integers(1, 5),
+    features=st.integers(1, 4),
+)
+def test_property_matches_reference(
+    sizes, unit_type, feedback, output, batch, steps, features
+):
+    layer = GatedFeedbackRNN(
+        sizes,
+        unit_type=unit_type,
+        feedback=feedback,
+        output=output,
+        return_sequences=True,
+        return_state=True,
+    )
+    assert_matches_reference(
+        layer,
+        make_inputs(batch, steps, features, seed=len(sizes)),
+        sizes,
+        seed=sum(sizes),
+        unit_type=unit_type,
+        feedback=feedback,
+        output=output,
     )
