@@ -189,7 +189,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.units = 4, 8, 16
-        args.repeats, args.warmup = 2, 1
+        args.repeats, args.warmup = 3, 3
     rows = measure(args)
     print(markdown(rows, args))
     if args.json:

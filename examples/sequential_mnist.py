@@ -43,19 +43,18 @@ def load(args):
 
 
 def build_model(args):
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28)),
-            GatedFeedbackRNN(
-                args.units,
-                num_layers=args.layers,
-                unit_type=args.unit_type,
-                feedback=args.feedback,
-                dropout=args.dropout,
-            ),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
+    model = keras.Sequential()
+    model.add(keras.Input((28, 28)))  # 28 time steps of 28 pixels
+    model.add(
+        GatedFeedbackRNN(
+            args.units,
+            num_layers=args.layers,
+            unit_type=args.unit_type,
+            feedback=args.feedback,
+            dropout=args.dropout,
+        )
     )
+    model.add(keras.layers.Dense(10, activation="softmax"))
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=1.0),
         loss="sparse_categorical_crossentropy",
