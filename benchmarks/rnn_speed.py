@@ -184,7 +184,7 @@ def main(argv=None):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="tiny sizes, 2 rounds: checks the harness runs",
+        help="tiny sizes, 3 rounds: checks the harness runs",
     )
     args = parser.parse_args(argv)
     if args.quick:
