@@ -2,15 +2,19 @@
 
 - `GatedFeedbackRNN` / `GatedFeedbackCell`: Gated Feedback RNN
   (Chung, Gulcehre, Cho, Bengio, ICML 2015).
+- `ReNet2D`: ReNet (Visin, Kastner, Cho, Matteucci, Courville, Bengio,
+  2015).
 """
 
 from keras_gfrnn.gated_feedback_rnn import GatedFeedbackCell
 from keras_gfrnn.gated_feedback_rnn import GatedFeedbackRNN
+from keras_gfrnn.renet2d import ReNet2D
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GatedFeedbackCell",
     "GatedFeedbackRNN",
+    "ReNet2D",
     "__version__",
 ]

@@ -1,0 +1,313 @@
+"""ReNet (Visin, Kastner, Cho, Matteucci, Courville and Bengio, 2015)."""
+
+import keras
+from keras import ops
+
+from keras_gfrnn._validation import check_choice
+from keras_gfrnn._validation import check_positive_int
+from keras_gfrnn._validation import check_rate
+
+_CELLS = {
+    "gru": keras.layers.GRU,
+    "lstm": keras.layers.LSTM,
+    "simple_rnn": keras.layers.SimpleRNN,
+}
+
+
+def _pair(name, value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer or a pair of "
+            f"positive integers. Received: {name}={value!r}"
+        )
+    for v in value:
+        check_positive_int(name, v, shown=value)
+    return tuple(int(v) for v in value)
+
+
+@keras.saving.register_keras_serializable(package="keras_gfrnn")
+class ReNet2D(keras.layers.Layer):
+    """ReNet layer: four RNNs sweep an image's patches, a recurrent
+    alternative to convolution + pooling (Visin et al., 2015).
+
+    The input is split into I x J non-overlapping patches of
+    `patch_size = (p_h, p_w)`, each flattened to `p_h * p_w * channels`
+    values in (row, column, channel) order. Then:
+
+    ```
+    v^F_{i,j} = RNN_F^v(v^F_{i-1,j}, x_{i,j})   # down every column j
+    v^B_{i,j} = RNN_B^v(v^B_{i+1,j}, x_{i,j})   # up every column j
+    v_{i,j} = [v^F_{i,j}; v^B_{i,j}]
+    h^F_{i,j} = RNN_F^h(h^F_{i,j-1}, v_{i,j})   # left to right, every row i
+    h^B_{i,j} = RNN_B^h(h^B_{i,j+1}, v_{i,j})   # right to left, every row i
+    output_{i,j} = [h^F_{i,j}; h^B_{i,j}]
+    ```
+
+    The four RNNs are Keras' own `GRU`, `LSTM` or `SimpleRNN` layers with
+    separate weights; all columns (then all rows) run as one batch, so on a
+    GPU they take the cuDNN path when their arguments allow it. The sweeps
+    are the public attributes `vertical_sweep` and `horizontal_sweep`, each a
+    `keras.layers.Bidirectional` (merge_mode="concat", forward first) taking
+    `(batch * J, I, features)` and `(batch * I, J, 2 * units)` sequences.
+    Stack ReNet2D layers for the deep ReNet of the paper.
+
+    Args:
+        units: Positive integer, units of each of the four RNNs; the output
+            has `2 * units` channels.
+        patch_size: Integer or pair `(p_h, p_w)`. Defaults to `(2, 2)`.
+        cell: `"gru"` (default), `"lstm"` or `"simple_rnn"`.
+        padding: `"valid"` (default): height and width must be divisible by
+            the patch; `"same"`: zero-pad bottom and right up to a multiple.
+        data_format: `"channels_last"` (default) or `"channels_first"`.
+        activation: Activation of the RNNs. Defaults to `"tanh"`.
+        dropout, recurrent_dropout: Floats in [0, 1) passed to the RNNs.
+        kernel_initializer, recurrent_initializer, bias_initializer,
+        kernel_regularizer, recurrent_regularizer, bias_regularizer,
+        kernel_constraint, recurrent_constraint, bias_constraint: passed to
+            the four RNNs (Keras' defaults).
+        seed: Random seed for dropout.
+
+    Call arguments:
+        inputs: 4D tensor `(batch, height, width, channels)` (or
+            `(batch, channels, height, width)` with `channels_first`).
+        training: Whether dropout is active.
+
+    Output shape:
+        `(batch, I, J, 2 * units)` (`channels_first`: `(batch, 2 * units, I,
+        J)`) with `I = height / p_h`, `J = width / p_w` (rounded up with
+        `"same"`).
+
+    Example:
+
+    ```python
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        ReNet2D(64, patch_size=2),   # (14, 14, 128)
+        ReNet2D(64, patch_size=2),   # (7, 7, 128)
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    ```
+
+    Reference:
+        Visin, Kastner, Cho, Matteucci, Courville, Bengio. ReNet: A Recurrent
+        Neural Network Based Alternative to Convolutional Networks. 2015.
+        https://arxiv.org/abs/1505.00393
+    """
+
+    def __init__(
+        self,
+        units,
+        patch_size=(2, 2),
+        cell="gru",
+        padding="valid",
+        data_format="channels_last",
+        activation="tanh",
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = check_positive_int("units", units)
+        self.patch_size = _pair("patch_size", patch_size)
+        self.cell = check_choice("cell", cell, _CELLS)
+        self.padding = check_choice("padding", padding, ("valid", "same"))
+        self.data_format = check_choice(
+            "data_format", data_format, ("channels_last", "channels_first")
+        )
+        self.dropout = check_rate("dropout", dropout)
+        self.recurrent_dropout = check_rate(
+            "recurrent_dropout", recurrent_dropout
+        )
+        self.seed = seed
+        self._rnn_config = {
+            "activation": keras.activations.serialize(
+                keras.activations.get(activation)
+            ),
+            "kernel_initializer": keras.initializers.serialize(
+                keras.initializers.get(kernel_initializer)
+            ),
+            "recurrent_initializer": keras.initializers.serialize(
+                keras.initializers.get(recurrent_initializer)
+            ),
+            "bias_initializer": keras.initializers.serialize(
+                keras.initializers.get(bias_initializer)
+            ),
+            "kernel_regularizer": keras.regularizers.serialize(
+                keras.regularizers.get(kernel_regularizer)
+            ),
+            "recurrent_regularizer": keras.regularizers.serialize(
+                keras.regularizers.get(recurrent_regularizer)
+            ),
+            "bias_regularizer": keras.regularizers.serialize(
+                keras.regularizers.get(bias_regularizer)
+            ),
+            "kernel_constraint": keras.constraints.serialize(
+                keras.constraints.get(kernel_constraint)
+            ),
+            "recurrent_constraint": keras.constraints.serialize(
+                keras.constraints.get(recurrent_constraint)
+            ),
+            "bias_constraint": keras.constraints.serialize(
+                keras.constraints.get(bias_constraint)
+            ),
+        }
+        self.vertical_sweep = self._sweep("vertical_sweep", seed)
+        self.horizontal_sweep = self._sweep(
+            "horizontal_sweep", None if seed is None else seed + 1
+        )
+
+    def _sweep(self, name, seed):
+        rnn = _CELLS[self.cell](
+            self.units,
+            return_sequences=True,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            seed=seed,
+            dtype=self.dtype_policy,
+            **self._rnn_config,
+        )
+        return keras.layers.Bidirectional(
+            rnn, merge_mode="concat", name=name, dtype=self.dtype_policy
+        )
+
+    @property
+    def activation(self):
+        return keras.activations.get(self._rnn_config["activation"])
+
+    # ----------------------------------------------------------- shapes
+    def _grid(self, height, width, static=True):
+        """Patch grid (I, J) and padding of an image of the given size."""
+        (ph, pw) = self.patch_size
+        if self.padding == "same":
+            rows, cols = -(-height // ph), -(-width // pw)
+        else:
+            rows, cols = height // ph, width // pw
+            if static and (height % ph or width % pw):
+                raise ValueError(
+                    'With padding="valid", ReNet2D needs the image height '
+                    f"and width to be divisible by patch_size={self.patch_size}"
+                    f". Received: image size ({height}, {width}); use "
+                    'padding="same" to zero-pad.'
+                )
+        return rows, cols, rows * ph - height, cols * pw - width
+
+    def _to_channels_last_shape(self, shape):
+        shape = tuple(shape)
+        if len(shape) != 4:
+            raise ValueError(
+                "ReNet2D expects inputs of rank 4 (batch, height, width, "
+                f"channels). Received: inputs.shape={shape}"
+            )
+        if self.data_format == "channels_first":
+            shape = (shape[0], shape[2], shape[3], shape[1])
+        if shape[-1] is None:
+            raise ValueError(
+                "ReNet2D needs a known number of channels. "
+                f"Received: inputs.shape={shape}"
+            )
+        return shape
+
+    def build(self, input_shape):
+        batch, height, width, channels = self._to_channels_last_shape(
+            input_shape
+        )
+        rows = cols = None
+        if height is not None:
+            rows = self._grid(height, width or self.patch_size[1])[0]
+        if width is not None:
+            cols = self._grid(height or self.patch_size[0], width)[1]
+        features = self.patch_size[0] * self.patch_size[1] * channels
+        self.vertical_sweep.build((None, rows, features))
+        self.horizontal_sweep.build((None, cols, 2 * self.units))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = self._to_channels_last_shape(input_shape)
+        ph, pw = self.patch_size
+        rows = cols = None
+        if height is not None:
+            rows = self._grid(height, pw)[0]
+        if width is not None:
+            cols = self._grid(ph, width)[1]
+        if self.data_format == "channels_first":
+            return (batch, 2 * self.units, rows, cols)
+        return (batch, rows, cols, 2 * self.units)
+
+    # ------------------------------------------------------------- call
+    def call(self, inputs, training=None):
+        _, height, width, channels = self._to_channels_last_shape(inputs.shape)
+        x = inputs
+        if self.data_format == "channels_first":
+            x = ops.transpose(x, (0, 2, 3, 1))
+        ph, pw = self.patch_size
+        if height is None or width is None:
+            dynamic = ops.shape(x)
+            height = dynamic[1] if height is None else height
+            width = dynamic[2] if width is None else width
+            static = False
+        else:
+            static = True
+        rows, cols, pad_h, pad_w = self._grid(height, width, static=static)
+        if self.padding == "same":
+            x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        elif not static:
+            x = _assert_divisible(x, height, width, self.patch_size)
+        # (B, H, W, C) -> (B, I, p_h, J, p_w, C) -> (B, J, I, p_h, p_w, C):
+        # column-major grid of flattened (row, column, channel) patches.
+        x = ops.reshape(x, (-1, rows, ph, cols, pw, channels))
+        x = ops.transpose(x, (0, 3, 1, 2, 4, 5))
+        x = ops.reshape(x, (-1, rows, ph * pw * channels))
+        x = self.vertical_sweep(x, training=training)  # (B*J, I, 2U)
+        x = ops.reshape(x, (-1, cols, rows, 2 * self.units))
+        x = ops.transpose(x, (0, 2, 1, 3))  # (B, I, J, 2U)
+        x = ops.reshape(x, (-1, cols, 2 * self.units))
+        x = self.horizontal_sweep(x, training=training)  # (B*I, J, 2U)
+        x = ops.reshape(x, (-1, rows, cols, 2 * self.units))
+        if self.data_format == "channels_first":
+            x = ops.transpose(x, (0, 3, 1, 2))
+        return x
+
+    def get_config(self):
+        config = {
+            "units": self.units,
+            "patch_size": self.patch_size,
+            "cell": self.cell,
+            "padding": self.padding,
+            "data_format": self.data_format,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+            **self._rnn_config,
+        }
+        return {**super().get_config(), **config}
+
+
+def _assert_divisible(x, height, width, patch_size):
+    """Runtime check of a dynamic image size (TensorFlow graphs)."""
+    if keras.backend.backend() != "tensorflow":
+        return x
+    import tensorflow as tf
+
+    message = (
+        'With padding="valid", ReNet2D needs the image height and width to '
+        f"be divisible by patch_size={patch_size}."
+    )
+    checks = [
+        tf.debugging.assert_equal(height % patch_size[0], 0, message=message),
+        tf.debugging.assert_equal(width % patch_size[1], 0, message=message),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(x)
