@@ -15,16 +15,20 @@ _CELLS = {
 
 
 def _pair(name, value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
+    pair = (value, value) if isinstance(value, int) else value
+    if (
+        not isinstance(pair, (list, tuple))
+        or len(pair) != 2
+        or any(
+            isinstance(v, bool) or not isinstance(v, int) or v <= 0
+            for v in pair
+        )
+    ):
         raise ValueError(
             f"Argument `{name}` must be a positive integer or a pair of "
             f"positive integers. Received: {name}={value!r}"
         )
-    for v in value:
-        check_positive_int(name, v, shown=value)
-    return tuple(int(v) for v in value)
+    return tuple(pair)
 
 
 @keras.saving.register_keras_serializable(package="keras_gfrnn")

@@ -62,3 +62,18 @@ def assert_mixed_precision(make_layer, x, policy, atol):
     finally:
         keras.config.set_dtype_policy("float32")
     np.testing.assert_allclose(got, expected, atol=atol)
+
+
+def assert_saved_model_exact(model, path, inputs):
+    """`model.export` + `tf.saved_model.load`: `serve` and the serving
+    signature reproduce the model exactly for every array in `inputs`."""
+    import tensorflow as tf
+
+    model.export(path, format="tf_saved_model", verbose=False)
+    reloaded = tf.saved_model.load(path)
+    serve = reloaded.signatures["serving_default"]
+    for x in inputs:
+        expected = keras.ops.convert_to_numpy(model(x))
+        np.testing.assert_array_equal(reloaded.serve(x).numpy(), expected)
+        served = list(serve(tf.constant(x)).values())[0].numpy()
+        np.testing.assert_array_equal(served, expected)

@@ -50,3 +50,150 @@ def test_load_mnist_offline_error(monkeypatch, tmp_path):
 def test_reachable_reports_closed_port():
     # Port 9 on loopback: nothing listens there, the connection is refused.
     assert datasets._reachable(("127.0.0.1", 9), timeout=1.0) is False
+
+
+# ------------------------------------------------------- image pipelines
+def _first_batch(ds):
+    x, y = next(iter(ds))
+    return x.numpy(), y.numpy()
+
+
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("mnist", (28, 28, 1)),
+        ("cifar10", (32, 32, 3)),
+        ("svhn_cropped", (32, 32, 3)),
+        ("mnist_sample", (28, 28, 1)),
+    ],
+)
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_load_image_dataset_every_name(
+    name, shape, split, monkeypatch, tmp_path
+):
+    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: True)
+    with tfds.testing.mock_data(num_examples=40):
+        ds = datasets.load_image_dataset(
+            name, split, batch_size=8, data_dir=str(tmp_path), seed=0
+        )
+        x, y = _first_batch(ds)
+    assert x.shape == (8,) + shape and x.dtype == np.float32
+    assert y.shape == (8,) and y.dtype == np.int32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.0
+    assert set(np.unique(y)) <= set(range(10))
+    assert datasets.image_shape(name) == shape
+
+
+def test_per_pixel_normalisation(monkeypatch, tmp_path):
+    ds = datasets.load_image_dataset(
+        "mnist_sample",
+        "train",
+        batch_size=3000,
+        shuffle=False,
+        normalization="per_pixel",
+    )
+    x, _ = _first_batch(ds)
+    np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=1e-3)
+    _, std = datasets.pixel_statistics("mnist_sample")
+    busy = std > 0.01  # pixels whose std is not floored: unit std
+    assert busy.sum() > 300
+    np.testing.assert_allclose(x.std(axis=0)[busy], 1.0, atol=1e-2)
+
+
+def _sample(**kwargs):
+    return _first_batch(
+        datasets.load_image_dataset(
+            "mnist_sample",
+            "test",
+            batch_size=64,
+            shuffle=False,
+            seed=1,
+            **kwargs,
+        )
+    )
+
+
+def test_augmentation_shifts_within_two_pixels():
+    clean, labels = _sample()
+    shifted, same_labels = _sample(augment=True, corruption=0.0)
+    np.testing.assert_array_equal(labels, same_labels)
+    moved = 0
+    for a, b in zip(clean[..., 0], shifted[..., 0]):
+        padded = np.pad(a, 2)
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if np.array_equal(padded[dy : dy + 28, dx : dx + 28], b)
+        ]
+        assert matches, "augmented image is not a shift of at most 2 px"
+        moved += (2, 2) not in matches
+    assert moved > 32  # most images actually moved
+
+
+def test_augmentation_corruption_rate():
+    clean, _ = _sample()
+    corrupted, _ = _sample(augment=True, shift=0, corruption=0.2)
+    on = clean > 0
+    dropped = (corrupted == 0) & on
+    np.testing.assert_array_equal(
+        corrupted[~(corrupted == 0)], clean[~(corrupted == 0)]
+    )
+    assert 0.17 < dropped.sum() / on.sum() < 0.23
+
+
+def test_augmentation_flips(monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: True)
+    kwargs = dict(batch_size=32, shuffle=False, seed=3, data_dir=str(tmp_path))
+    with tfds.testing.mock_data(num_examples=32):
+        clean, _ = _first_batch(
+            datasets.load_image_dataset("cifar10", "test", **kwargs)
+        )
+        flipped, _ = _first_batch(
+            datasets.load_image_dataset(
+                "cifar10",
+                "test",
+                augment=True,
+                shift=0,
+                corruption=0.0,
+                **kwargs,
+            )
+        )
+        digits, _ = _first_batch(
+            datasets.load_image_dataset(
+                "mnist", "test", augment=True, shift=0, corruption=0.0, **kwargs
+            )
+        )
+        plain_digits, _ = _first_batch(
+            datasets.load_image_dataset("mnist", "test", **kwargs)
+        )
+    mirrored = [np.array_equal(f, c[:, ::-1]) for f, c in zip(flipped, clean)]
+    same = [np.array_equal(f, c) for f, c in zip(flipped, clean)]
+    assert all(m or s for m, s in zip(mirrored, same))
+    assert 4 < sum(mirrored) < 28
+    np.testing.assert_array_equal(digits, plain_digits)  # no flips on MNIST
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"name": "imagenet"}, "name='imagenet'"),
+        ({"name": "mnist_sample", "split": "dev"}, "split='dev'"),
+        ({"name": "mnist_sample", "batch_size": 0}, "batch_size=0"),
+        (
+            {"name": "mnist_sample", "normalization": "zca"},
+            "normalization='zca'",
+        ),
+        ({"name": "mnist_sample", "shift": -1}, "shift=-1"),
+        ({"name": "mnist_sample", "corruption": 1.0}, "corruption=1.0"),
+    ],
+)
+def test_load_image_dataset_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        datasets.load_image_dataset(**kwargs)
+
+
+def test_load_image_dataset_offline_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: False)
+    with pytest.raises(datasets.DatasetUnavailableError, match="cifar10"):
+        datasets.load_image_dataset("cifar10", data_dir=str(tmp_path))

@@ -710,16 +710,14 @@ def test_saving(tmp_path, unit_type):
 )
 def test_saved_model_export(tmp_path, unit_type, feedback):
     model = _model(unit_type, feedback)
-    path = os.path.join(tmp_path, "exported")
-    model.export(path, format="tf_saved_model", verbose=False)
-    reloaded = tf.saved_model.load(path)
-    serve = reloaded.signatures["serving_default"]
-    for batch, steps in ((3, 6), (1, 11), (7, 2)):
-        x = make_inputs(batch=batch, steps=steps, seed=batch)
-        expected = keras.ops.convert_to_numpy(model(x))
-        np.testing.assert_array_equal(reloaded.serve(x).numpy(), expected)
-        served = list(serve(tf.constant(x)).values())[0].numpy()
-        np.testing.assert_array_equal(served, expected)
+    layer_checks.assert_saved_model_exact(
+        model,
+        os.path.join(tmp_path, "exported"),
+        [
+            make_inputs(batch=b, steps=t, seed=b)
+            for b, t in ((3, 6), (1, 11), (7, 2))
+        ],
+    )
 
 
 # --------------------------------------------------------------------------

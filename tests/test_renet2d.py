@@ -1,0 +1,309 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_gfrnn import ReNet2D
+from tests import layer_checks
+
+CELLS = ["gru", "lstm", "simple_rnn"]
+
+
+def images(batch=2, height=6, width=4, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(batch, height, width, channels)).astype("float32")
+
+
+def by_hand(layer, x, patch):
+    """The two sweeps applied with reshapes written independently here."""
+    ph, pw = patch
+    b, h, w, c = x.shape
+    rows, cols = h // ph, w // pw
+    patches = np.zeros((b, rows, cols, ph * pw * c), dtype="float32")
+    for i in range(rows):
+        for j in range(cols):
+            block = x[:, i * ph : (i + 1) * ph, j * pw : (j + 1) * pw, :]
+            patches[:, i, j] = block.reshape(b, -1)  # (row, col, channel)
+    # Vertical: one sequence over i per (image, column j).
+    columns = np.stack([patches[:, :, j] for j in range(cols)], axis=1)
+    v = keras.ops.convert_to_numpy(
+        layer.vertical_sweep(columns.reshape(b * cols, rows, -1))
+    ).reshape(b, cols, rows, -1)
+    v = np.stack([v[:, :, i] for i in range(rows)], axis=1)  # (b, I, J, 2U)
+    # Horizontal: one sequence over j per (image, row i).
+    out = keras.ops.convert_to_numpy(
+        layer.horizontal_sweep(v.reshape(b * rows, cols, -1))
+    )
+    return out.reshape(b, rows, cols, -1)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("patch", [(2, 2), (3, 2), (1, 4)])
+def test_correctness(cell, patch):
+    x = images(height=6, width=4)
+    layer = ReNet2D(5, patch_size=patch, cell=cell)
+    out = keras.ops.convert_to_numpy(layer(x))
+    assert out.shape == (2, 6 // patch[0], 4 // patch[1], 10)
+    np.testing.assert_allclose(out, by_hand(layer, x, patch), atol=1e-5)
+
+
+def test_sweeps_are_keras_bidirectional_layers():
+    layer = ReNet2D(4, cell="lstm")
+    layer.build((None, 8, 8, 1))
+    for sweep in (layer.vertical_sweep, layer.horizontal_sweep):
+        assert isinstance(sweep, keras.layers.Bidirectional)
+        assert sweep.merge_mode == "concat"
+        assert isinstance(sweep.forward_layer, keras.layers.LSTM)
+        assert not sweep.forward_layer.go_backwards
+        assert sweep.backward_layer.go_backwards
+    # Forward first: the first half of the output is the forward RNN.
+    seq = np.random.rand(3, 4, 4).astype("float32")
+    out = keras.ops.convert_to_numpy(layer.vertical_sweep(seq))
+    fwd = keras.ops.convert_to_numpy(layer.vertical_sweep.forward_layer(seq))
+    np.testing.assert_allclose(out[..., :4], fwd, atol=1e-6)
+    # Four RNNs, separate weights.
+    assert len({id(w) for w in layer.weights}) == len(layer.weights) == 12
+
+
+def test_same_padding_odd_sizes():
+    x = images(height=7, width=5)
+    layer = ReNet2D(3, patch_size=2, padding="same")
+    out = keras.ops.convert_to_numpy(layer(x))
+    assert out.shape == (2, 4, 3, 6)
+    assert layer.compute_output_shape(x.shape) == (2, 4, 3, 6)
+    padded = np.zeros((2, 8, 6, 3), dtype="float32")
+    padded[:, :7, :5] = x
+    np.testing.assert_allclose(out, by_hand(layer, padded, (2, 2)), atol=1e-5)
+
+
+def test_channels_first_equals_channels_last():
+    x = images(height=4, width=6)
+    last = ReNet2D(3, patch_size=2)
+    first = ReNet2D(3, patch_size=2, data_format="channels_first")
+    last.build(x.shape)
+    first.build((2, 3, 4, 6))
+    first.set_weights(last.get_weights())
+    out = keras.ops.convert_to_numpy(first(np.transpose(x, (0, 3, 1, 2))))
+    assert out.shape == (2, 6, 2, 3)
+    assert first.compute_output_shape((2, 3, 4, 6)) == (2, 6, 2, 3)
+    np.testing.assert_allclose(
+        np.transpose(out, (0, 2, 3, 1)),
+        keras.ops.convert_to_numpy(last(x)),
+        atol=1e-6,
+    )
+
+
+def test_unknown_batch_and_image_size():
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 2)),
+            ReNet2D(3, patch_size=2),
+            ReNet2D(2, patch_size=(1, 3), padding="same"),
+        ]
+    )
+    assert model.output_shape == (None, None, None, 4)
+    for h, w in ((4, 6), (8, 2)):
+        out = model(images(batch=3, height=h, width=w, channels=2))
+        assert tuple(out.shape) == (3, h // 2, -(-(w // 2) // 3), 4)
+    # Inside a graph the size is only known at run time: a clear error.
+    serve = tf.function(
+        model.__call__,
+        input_signature=[tf.TensorSpec((None, None, None, 2))],
+    )
+    assert serve(images(height=4, width=4, channels=2)).shape == (2, 2, 1, 4)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="divisible by patch_size"
+    ):
+        serve(images(height=5, width=4, channels=2))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_basics(cell):
+    x = images(height=4, width=4)
+    layer = ReNet2D(
+        4,
+        patch_size=(2, 1),
+        cell=cell,
+        padding="same",
+        dropout=0.1,
+        recurrent_dropout=0.1,
+        kernel_regularizer="l2",
+        recurrent_initializer="glorot_uniform",
+        seed=3,
+    )
+    layer_checks.assert_config_round_trip(layer)
+    out = keras.ops.convert_to_numpy(layer(x))
+    assert out.shape == (2, 2, 4, 8)
+    assert len(layer.losses) == 4  # kernel_regularizer on the four RNNs
+    trained = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert not np.allclose(trained, out)
+    model_layer = ReNet2D(4, patch_size=2, cell=cell)
+    model = keras.Sequential(
+        [keras.Input((4, 4, 3)), model_layer, keras.layers.Flatten()]
+    )
+    layer_checks.assert_fit_lowers_loss(
+        model, x, np.ones((2, 3), dtype="float32")
+    )
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(policy):
+    layer_checks.assert_mixed_precision(
+        lambda: ReNet2D(4, patch_size=2),
+        images(height=4, width=4),
+        policy,
+        atol=2e-2 if policy == "mixed_bfloat16" else 5e-3,
+    )
+
+
+def _model():
+    inputs = keras.Input((None, None, 3))
+    x = ReNet2D(4, patch_size=2, cell="gru")(inputs)
+    x = ReNet2D(3, patch_size=2, cell="lstm", padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def test_saving(tmp_path):
+    model = _model()
+    x = images(height=8, width=8)
+    path = os.path.join(tmp_path, "renet.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(x)),
+        keras.ops.convert_to_numpy(model(x)),
+    )
+
+
+def test_saved_model_export(tmp_path):
+    model = _model()
+    layer_checks.assert_saved_model_exact(
+        model,
+        os.path.join(tmp_path, "exported"),
+        [
+            images(batch=b, height=n, width=n, seed=n)
+            for b, n in ((2, 8), (5, 12), (1, 4))
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"units": 0}, "units=0"),
+        ({"units": 4, "patch_size": 0}, "patch_size=0"),
+        ({"units": 4, "patch_size": (2,)}, r"patch_size=\(2,\)"),
+        ({"units": 4, "patch_size": (2, -1)}, r"patch_size=\(2, -1\)"),
+        ({"units": 4, "cell": "rnn"}, "cell='rnn'"),
+        ({"units": 4, "padding": "full"}, "padding='full'"),
+        ({"units": 4, "data_format": "nhwc"}, "data_format='nhwc'"),
+        ({"units": 4, "dropout": 1.0}, "dropout=1.0"),
+        ({"units": 4, "recurrent_dropout": -1}, "recurrent_dropout=-1"),
+    ],
+)
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ReNet2D(**kwargs)
+
+
+def test_invalid_inputs():
+    with pytest.raises(ValueError, match=r"inputs.shape=\(2, 4, 4\)"):
+        ReNet2D(3)(np.zeros((2, 4, 4), dtype="float32"))
+    with pytest.raises(ValueError, match=r"image size \(5, 4\)"):
+        ReNet2D(3, patch_size=2)(images(height=5, width=4))
+    with pytest.raises(ValueError, match=r"image size \(6, 4\)"):
+        ReNet2D(3, patch_size=(2, 3))(images(height=6, width=4))
+    with pytest.raises(ValueError, match="image size"):
+        keras.Sequential([keras.Input((7, 8, 1)), ReNet2D(3)])
+
+
+# ---------------------------------------------------------------- example
+def _example():
+    sys.path.insert(
+        0, os.path.join(os.path.dirname(__file__), "..", "examples")
+    )
+    try:
+        import renet_classifier
+    finally:
+        sys.path.pop(0)
+    return renet_classifier
+
+
+def test_paper_presets_follow_table_1():
+    example = _example()
+    assert example.PAPER["mnist"] == ([(256, 2, "gru")] * 2, [4096, 4096], 0.45)
+    assert example.PAPER["cifar10"] == ([(320, 2, "gru")] * 3, [4096], 12.35)
+    assert example.PAPER["svhn_cropped"] == (
+        [(256, 2, "lstm")] * 3,
+        [4096, 4096],
+        2.38,
+    )
+    with pytest.raises(ValueError, match="preset='huge'"):
+        example.build_model("mnist", "huge")
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10", "svhn_cropped"])
+@pytest.mark.parametrize("preset", ["paper", "small"])
+def test_preset_models_train_on_mock_data(
+    dataset, preset, monkeypatch, tmp_path
+):
+    import tensorflow_datasets as tfds
+
+    from keras_gfrnn import datasets
+
+    example = _example()
+    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: True)
+    width = 1 / 32 if preset == "paper" else 0.25
+    model = example.build_model(dataset, preset, width=width)
+    renet = [layer for layer in model.layers if isinstance(layer, ReNet2D)]
+    table = (example.PAPER if preset == "paper" else example.SMALL)[dataset]
+    assert [(r.patch_size, r.cell) for r in renet] == [
+        ((p, p), c) for _, p, c in table[0]
+    ]
+    dense = [d.units for d in model.layers if isinstance(d, keras.layers.Dense)]
+    assert dense == [max(2, round(n * width)) for n in table[1]] + [10]
+    with tfds.testing.mock_data(num_examples=16):
+        ds = datasets.load_image_dataset(
+            dataset,
+            "train",
+            batch_size=8,
+            augment=True,
+            data_dir=str(tmp_path),
+            seed=0,
+        ).take(1)
+        history = model.fit(ds, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    """The example trains under MirroredStrategy with 2 logical CPUs."""
+    script = os.path.join(
+        os.path.dirname(__file__), "..", "examples", "renet_classifier.py"
+    )
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--quick",
+            "--distribute",
+            "mirrored",
+            "--backup-dir",
+            str(tmp_path / "backup"),
+            "--export-dir",
+            str(tmp_path / "export"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MirroredStrategy over 2 replicas" in result.stdout
+    assert "test error" in result.stdout
+    assert os.path.isdir(tmp_path / "export")
