@@ -30,6 +30,8 @@ setup(
         "test": ["pytest", "hypothesis", "ruff"],
         # etils.epath (used by tensorflow-datasets) needs importlib_resources.
         "datasets": ["tensorflow-datasets", "importlib_resources"],
+        # PNG plots of examples/clockwork_generation.py.
+        "plot": ["matplotlib"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

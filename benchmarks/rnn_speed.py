@@ -1,14 +1,18 @@
-"""Side-by-side speed: GatedFeedbackRNN vs Keras' stacked built-in RNNs.
+"""Side-by-side speed of the package's layers and Keras' built-in RNNs.
 
 One process, one run: every model is built, warmed up, then timed
 round-robin (one step of each model per round, so drift in the machine's
 speed hits every model alike); the median over rounds is reported with its
-ratio to Keras' stacked built-in layer of the same unit type and sizes.
+ratio to the Keras built-in baseline of its table.
 
-The task is a character-level language model train step, as in the GF-RNN
-paper: Embedding -> RNN stack -> Dense(vocab), sparse cross-entropy.
+- `gf` table: a character-level language model train step, as in the GF-RNN
+  paper (Embedding -> RNN stack -> Dense(vocab)); GatedFeedbackRNN beside
+  Keras' stacked LSTM / GRU / SimpleRNN of the same sizes.
+- `clockwork` table: ClockworkRNN(512, 8 modules, periods 1..128) beside
+  SimpleRNN(512) and LSTM(512), sequence regression, T=256, B=32.
 
-    python benchmarks/rnn_speed.py              # B=32, T=100, 3x256
+    python benchmarks/rnn_speed.py              # both tables
+    python benchmarks/rnn_speed.py --suite clockwork
     python benchmarks/rnn_speed.py --quick      # tiny sizes, for CI
     python benchmarks/rnn_speed.py --json out.json
 """
@@ -25,6 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_gfrnn import ClockworkCell  # noqa: E402
+from keras_gfrnn import ClockworkRNN  # noqa: E402
 from keras_gfrnn import GatedFeedbackCell  # noqa: E402
 from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
 
@@ -100,14 +106,50 @@ def char_lm(rnn_layers, vocab, steps, embed):
     return model
 
 
-def measure(args):
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, args.vocab, size=(args.batch, args.steps))
-    y = rng.integers(0, args.vocab, size=(args.batch, args.steps))
+def regression(rnn, steps, features):
+    model = keras.Sequential(
+        [keras.Input((steps, features)), rnn, keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    return model
+
+
+def clockwork_cases(units, modules):
+    base = f"keras SimpleRNN({units})"
+    return [
+        (
+            base,
+            base,
+            lambda: keras.layers.SimpleRNN(units, return_sequences=True),
+        ),
+        (
+            f"keras LSTM({units})",
+            base,
+            lambda: keras.layers.LSTM(units, return_sequences=True),
+        ),
+        (
+            f"ClockworkRNN({units}, {modules} modules)",
+            base,
+            lambda: ClockworkRNN(
+                units, num_modules=modules, return_sequences=True
+            ),
+        ),
+        (
+            "ClockworkCell in keras.layers.RNN (reference)",
+            base,
+            lambda: keras.layers.RNN(
+                ClockworkCell(units, num_modules=modules), return_sequences=True
+            ),
+        ),
+    ]
+
+
+def time_models(named_models, x, y, args):
+    """Round-robin timing; rows with medians and ratios to the baselines."""
     models = []
-    for name, base, make in cases(args.units, args.layers, args.unit_types):
+    for name, base, build in named_models:
         keras.utils.set_random_seed(0)
-        model = char_lm(make(), args.vocab, args.steps, args.embed)
+        model = build()
         for _ in range(args.warmup):
             model.train_on_batch(x, y)
             model.predict_on_batch(x)
@@ -141,11 +183,44 @@ def measure(args):
     return rows
 
 
-def markdown(rows, args):
+def measure_gf(args):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, args.vocab, size=(args.batch, args.steps))
+    y = rng.integers(0, args.vocab, size=(args.batch, args.steps))
+    named = [
+        (
+            name,
+            base,
+            lambda make=make: char_lm(
+                make(), args.vocab, args.steps, args.embed
+            ),
+        )
+        for name, base, make in cases(args.units, args.layers, args.unit_types)
+    ]
+    return time_models(named, x, y, args)
+
+
+def measure_clockwork(args):
+    rng = np.random.default_rng(0)
+    shape = (args.cw_batch, args.cw_steps)
+    x = rng.normal(size=shape + (args.cw_features,)).astype("float32")
+    y = rng.normal(size=shape + (1,)).astype("float32")
+    named = [
+        (
+            name,
+            base,
+            lambda make=make: regression(
+                make(), args.cw_steps, args.cw_features
+            ),
+        )
+        for name, base, make in clockwork_cases(args.cw_units, args.cw_modules)
+    ]
+    return time_models(named, x, y, args)
+
+
+def markdown(rows, title, args):
     lines = [
-        f"char-LM step, B={args.batch}, T={args.steps}, "
-        f"{args.layers}x{args.units}, vocab {args.vocab}, embedding "
-        f"{args.embed}; median of {args.repeats} rounds; "
+        f"{title}; median of {args.repeats} rounds; "
         f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, keras {keras.__version__} "
         f"({keras.backend.backend()})",
@@ -161,8 +236,7 @@ def markdown(rows, args):
         )
     lines.append("")
     lines.append(
-        "x: time relative to the keras built-in stack of the same "
-        "unit type and sizes (lower is faster)."
+        f"x: time relative to {rows[0]['baseline']} (lower is faster)."
     )
     return "\n".join(lines)
 
@@ -180,6 +254,14 @@ def main(argv=None):
     parser.add_argument(
         "--unit-types", nargs="+", default=["lstm", "gru", "tanh"]
     )
+    parser.add_argument(
+        "--suite", choices=["all", "gf", "clockwork"], default="all"
+    )
+    parser.add_argument("--cw-units", type=int, default=512)
+    parser.add_argument("--cw-modules", type=int, default=8)
+    parser.add_argument("--cw-steps", type=int, default=256)
+    parser.add_argument("--cw-batch", type=int, default=32)
+    parser.add_argument("--cw-features", type=int, default=16)
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument(
         "--quick",
@@ -189,13 +271,44 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.steps, args.units = 4, 8, 16
+        args.cw_batch, args.cw_steps, args.cw_units = 4, 20, 16
+        args.cw_modules = 4
         args.repeats, args.warmup = 3, 3
-    rows = measure(args)
-    print(markdown(rows, args))
+    results = {}
+    if args.suite in ("all", "gf"):
+        rows = measure_gf(args)
+        results["gf"] = rows
+        print(
+            markdown(
+                rows,
+                (
+                    f"GF: char-LM step, B={args.batch}, T={args.steps}, "
+                    f"{args.layers}x{args.units}, vocab {args.vocab}, "
+                    f"embedding {args.embed}"
+                ),
+                args,
+            )
+        )
+        print()
+    if args.suite in ("all", "clockwork"):
+        rows = measure_clockwork(args)
+        results["clockwork"] = rows
+        print(
+            markdown(
+                rows,
+                (
+                    f"Clockwork: sequence regression step, B={args.cw_batch}, "
+                    f"T={args.cw_steps}, {args.cw_features} input features, "
+                    f"{args.cw_units} units, {args.cw_modules} modules"
+                    f" (periods 1..{2 ** (args.cw_modules - 1)})"
+                ),
+                args,
+            )
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=2)
-    return rows
+            json.dump({"args": vars(args), "results": results}, f, indent=2)
+    return results
 
 
 if __name__ == "__main__":

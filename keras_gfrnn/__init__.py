@@ -2,10 +2,14 @@
 
 - `GatedFeedbackRNN` / `GatedFeedbackCell`: Gated Feedback RNN
   (Chung, Gulcehre, Cho, Bengio, ICML 2015).
+- `ClockworkRNN` / `ClockworkCell`: Clockwork RNN (Koutnik, Greff, Gomez,
+  Schmidhuber, ICML 2014).
 - `ReNet2D`: ReNet (Visin, Kastner, Cho, Matteucci, Courville, Bengio,
   2015).
 """
 
+from keras_gfrnn.clockwork_rnn import ClockworkCell
+from keras_gfrnn.clockwork_rnn import ClockworkRNN
 from keras_gfrnn.gated_feedback_rnn import GatedFeedbackCell
 from keras_gfrnn.gated_feedback_rnn import GatedFeedbackRNN
 from keras_gfrnn.renet2d import ReNet2D
@@ -13,6 +17,8 @@ from keras_gfrnn.renet2d import ReNet2D
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClockworkCell",
+    "ClockworkRNN",
     "GatedFeedbackCell",
     "GatedFeedbackRNN",
     "ReNet2D",

@@ -4,6 +4,8 @@ import keras
 from keras import ops
 
 from keras_gfrnn import _fused
+from keras_gfrnn._rnn import CellRNN
+from keras_gfrnn._rnn import expose_cell_attributes
 from keras_gfrnn._validation import check_choice
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
@@ -619,7 +621,7 @@ _CELL_ARGS = (
 
 
 @keras.saving.register_keras_serializable(package="keras_gfrnn")
-class GatedFeedbackRNN(keras.layers.RNN):
+class GatedFeedbackRNN(CellRNN):
     """Gated Feedback RNN layer (Chung et al., 2015).
 
     A stack of L tanh / GRU / LSTM layers in one Keras RNN layer, in which
@@ -787,18 +789,6 @@ class GatedFeedbackRNN(keras.layers.RNN):
             **kwargs,
         )
 
-    def build(self, sequences_shape, initial_state_shape=None):
-        _check_rank(self, sequences_shape)
-        super().build(sequences_shape, initial_state_shape)
-
-    def call(self, sequences, initial_state=None, mask=None, training=False):
-        _check_rank(self, sequences.shape)
-        if initial_state is not None:
-            _check_initial_state(self, initial_state)
-        return super().call(
-            sequences, initial_state=initial_state, mask=mask, training=training
-        )
-
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
         weights = cell.fused_weights()
@@ -817,62 +807,5 @@ class GatedFeedbackRNN(keras.layers.RNN):
             self, context, projected, initial_state, mask, training
         )
 
-    def get_config(self):
-        config = self.cell.get_config()
-        for key in ("name", "trainable", "dtype"):
-            config.pop(key, None)
-        base = super().get_config()
-        del base["cell"]
-        return {**base, **config}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-
-def _add_properties(layer_cls, names):
-    for name in names:
-        setattr(
-            layer_cls,
-            name,
-            property(lambda self, _n=name: getattr(self.cell, _n)),
-        )
-
-
-_add_properties(GatedFeedbackRNN, _CELL_ARGS + ("layer_units",))
-
-
-def _check_rank(layer, shape):
-    shape = tuple(shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"{type(layer).__name__} expects inputs of rank 3 "
-            f"(batch, timesteps, features). Received: inputs.shape={shape}"
-        )
-    if layer.cell.built and shape[-1] != layer.cell.input_dim:
-        raise ValueError(
-            f"{type(layer).__name__} was built for {layer.cell.input_dim} "
-            f"input features. Received: inputs.shape={shape}"
-        )
-
-
-def _check_initial_state(layer, initial_state):
-    states = (
-        list(initial_state)
-        if isinstance(initial_state, (list, tuple))
-        else [initial_state]
-    )
-    expected = layer.state_size
-    if len(states) != len(expected):
-        raise ValueError(
-            f"{type(layer).__name__} expects {len(expected)} initial states "
-            f"of sizes {expected}. Received: initial_state with "
-            f"{len(states)} tensor(s)"
-        )
-    for k, (state, size) in enumerate(zip(states, expected)):
-        shape = tuple(state.shape)
-        if len(shape) != 2 or (shape[-1] is not None and shape[-1] != size):
-            raise ValueError(
-                f"{type(layer).__name__} expects initial_state[{k}] of shape "
-                f"(batch, {size}). Received: initial_state[{k}].shape={shape}"
-            )
+expose_cell_attributes(GatedFeedbackRNN, _CELL_ARGS + ("layer_units",))
