@@ -180,11 +180,11 @@ class ReNet2D(keras.layers.Layer):
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
             seed=seed,
-            dtype=self.dtype_policy,
+            dtype=self.dtype_policy.name,
             **self._rnn_config,
         )
         return keras.layers.Bidirectional(
-            rnn, merge_mode="concat", name=name, dtype=self.dtype_policy
+            rnn, merge_mode="concat", name=name, dtype=self.dtype_policy.name
         )
 
     @property
