@@ -168,14 +168,14 @@ class ReNet2D(keras.layers.Layer):
                 keras.constraints.get(bias_constraint)
             ),
         }
+        object.__setattr__(self, "_templates", [])
         self.vertical_sweep = self._sweep("vertical_sweep", seed)
         self.horizontal_sweep = self._sweep(
             "horizontal_sweep", None if seed is None else seed + 1
         )
 
     def _sweep(self, name, seed):
-        rnn = _CELLS[self.cell](
-            self.units,
+        kwargs = dict(
             return_sequences=True,
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
@@ -183,8 +183,24 @@ class ReNet2D(keras.layers.Layer):
             dtype=self.dtype_policy.name,
             **self._rnn_config,
         )
+        cls = _CELLS[self.cell]
+        forward = cls(self.units, name=self.cell, **kwargs)
+        backward = cls(
+            self.units,
+            go_backwards=True,
+            name=f"backward_{self.cell}",
+            **kwargs,
+        )
+        # Bidirectional clones `forward` by serializing it. Keep the template
+        # alive (untracked): inside load_model's object-sharing scope a later
+        # template reusing a collected one's id() would be taken for it.
+        self._templates.append(forward)
         return keras.layers.Bidirectional(
-            rnn, merge_mode="concat", name=name, dtype=self.dtype_policy.name
+            forward,
+            backward_layer=backward,
+            merge_mode="concat",
+            name=name,
+            dtype=self.dtype_policy.name,
         )
 
     @property
