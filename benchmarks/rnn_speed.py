@@ -235,8 +235,10 @@ def markdown(rows, title, args):
             f"{r['infer_ratio']:.2f} |"
         )
     lines.append("")
+    baselines = ", ".join(dict.fromkeys(r["baseline"] for r in rows))
     lines.append(
-        f"x: time relative to {rows[0]['baseline']} (lower is faster)."
+        f"x: time relative to the Keras baseline of the row's unit type "
+        f"({baselines}); lower is faster."
     )
     return "\n".join(lines)
 
