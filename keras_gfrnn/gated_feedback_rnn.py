@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_gfrnn import _fused
+from keras_gfrnn._config import serialize_weight_options
 from keras_gfrnn._rnn import CellRNN
 from keras_gfrnn._rnn import expose_cell_attributes
 from keras_gfrnn._validation import check_choice
@@ -560,34 +561,8 @@ class GatedFeedbackCell(keras.layers.Layer):
                 self.recurrent_activation
             ),
             "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(
-                self.kernel_initializer
-            ),
-            "recurrent_initializer": keras.initializers.serialize(
-                self.recurrent_initializer
-            ),
-            "bias_initializer": keras.initializers.serialize(
-                self.bias_initializer
-            ),
             "unit_forget_bias": self.unit_forget_bias,
-            "kernel_regularizer": keras.regularizers.serialize(
-                self.kernel_regularizer
-            ),
-            "recurrent_regularizer": keras.regularizers.serialize(
-                self.recurrent_regularizer
-            ),
-            "bias_regularizer": keras.regularizers.serialize(
-                self.bias_regularizer
-            ),
-            "kernel_constraint": keras.constraints.serialize(
-                self.kernel_constraint
-            ),
-            "recurrent_constraint": keras.constraints.serialize(
-                self.recurrent_constraint
-            ),
-            "bias_constraint": keras.constraints.serialize(
-                self.bias_constraint
-            ),
+            **serialize_weight_options(self),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,

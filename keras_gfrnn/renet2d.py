@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_gfrnn._config import resolve_weight_options
+from keras_gfrnn._config import serialize_weight_options
 from keras_gfrnn._validation import check_choice
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
@@ -140,32 +142,18 @@ class ReNet2D(keras.layers.Layer):
             "activation": keras.activations.serialize(
                 keras.activations.get(activation)
             ),
-            "kernel_initializer": keras.initializers.serialize(
-                keras.initializers.get(kernel_initializer)
-            ),
-            "recurrent_initializer": keras.initializers.serialize(
-                keras.initializers.get(recurrent_initializer)
-            ),
-            "bias_initializer": keras.initializers.serialize(
-                keras.initializers.get(bias_initializer)
-            ),
-            "kernel_regularizer": keras.regularizers.serialize(
-                keras.regularizers.get(kernel_regularizer)
-            ),
-            "recurrent_regularizer": keras.regularizers.serialize(
-                keras.regularizers.get(recurrent_regularizer)
-            ),
-            "bias_regularizer": keras.regularizers.serialize(
-                keras.regularizers.get(bias_regularizer)
-            ),
-            "kernel_constraint": keras.constraints.serialize(
-                keras.constraints.get(kernel_constraint)
-            ),
-            "recurrent_constraint": keras.constraints.serialize(
-                keras.constraints.get(recurrent_constraint)
-            ),
-            "bias_constraint": keras.constraints.serialize(
-                keras.constraints.get(bias_constraint)
+            **serialize_weight_options(
+                resolve_weight_options(
+                    kernel_initializer=kernel_initializer,
+                    recurrent_initializer=recurrent_initializer,
+                    bias_initializer=bias_initializer,
+                    kernel_regularizer=kernel_regularizer,
+                    recurrent_regularizer=recurrent_regularizer,
+                    bias_regularizer=bias_regularizer,
+                    kernel_constraint=kernel_constraint,
+                    recurrent_constraint=recurrent_constraint,
+                    bias_constraint=bias_constraint,
+                )
             ),
         }
         object.__setattr__(self, "_templates", [])
