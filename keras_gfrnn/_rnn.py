@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_gfrnn import _fused
+
 
 class CellRNN(keras.layers.RNN):
     """A `keras.layers.RNN` that builds its own cell in `__init__`.
@@ -11,6 +13,10 @@ class CellRNN(keras.layers.RNN):
     and input / initial_state checks that name the argument and the value.
     The cell must expose `input_dim` once built.
     """
+
+    def __init__(self, cell, jit_compile="auto", **kwargs):
+        super().__init__(cell, **kwargs)
+        self.jit_compile = _fused.check_jit_compile(jit_compile)
 
     def build(self, sequences_shape, initial_state_shape=None):
         check_rank(self, sequences_shape)
@@ -30,7 +36,7 @@ class CellRNN(keras.layers.RNN):
             config.pop(key, None)
         base = super().get_config()
         del base["cell"]
-        return {**base, **config}
+        return {**base, **config, "jit_compile": self.jit_compile}
 
     @classmethod
     def from_config(cls, config):

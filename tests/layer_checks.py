@@ -77,3 +77,32 @@ def assert_saved_model_exact(model, path, inputs):
         np.testing.assert_array_equal(reloaded.serve(x).numpy(), expected)
         served = list(serve(tf.constant(x)).values())[0].numpy()
         np.testing.assert_array_equal(served, expected)
+
+
+def assert_jit_matches(make_layer, x, compiled_names, atol):
+    """`jit_compile=True` gives the numbers of `jit_compile=False` (outputs
+    and gradients, eagerly and inside a `tf.function`) and really compiles:
+    the XLA functions named in `compiled_names` were created and traced."""
+    import tensorflow as tf
+
+    results = []
+    for jit in (False, True):
+        layer = make_layer(jit)
+        layer.build(x.shape)
+        if results:
+            layer.set_weights(results[0][0].get_weights())
+        with tf.GradientTape() as tape:
+            out = layer(x)
+            loss = tf.reduce_sum(tf.square(out))
+        grads = tape.gradient(loss, layer.trainable_variables)
+        graph_out = tf.function(layer)(x)
+        results.append((layer, out, grads, graph_out))
+    (plain, out, grads, graph_out), (jitted, jout, jgrads, jgraph) = results
+    assert not any(name in plain.__dict__ for name in compiled_names)
+    for name in compiled_names:
+        assert jitted.__dict__[name].experimental_get_tracing_count() > 0
+    np.testing.assert_allclose(jout, out, atol=atol)
+    np.testing.assert_allclose(jgraph, graph_out, atol=atol)
+    assert len(grads) == len(jgrads) > 0
+    for g, jg in zip(grads, jgrads):
+        np.testing.assert_allclose(jg, g, atol=10 * atol)

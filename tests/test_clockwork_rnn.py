@@ -378,3 +378,54 @@ def test_long_clock_cycle_runs_module_by_module():
     np.testing.assert_array_equal(t[:, 0], exp_t)
     for a, b in zip(numpy_out(layer, x), numpy_out(reference_rnn(layer), x)):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# XLA
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "periods,steps,compiled",
+    [
+        ((1, 2, 4), 13, "_xla_blocks"),  # static length: one XLA program
+        ((1, 2, 4), 80, "_xla_block"),  # 20 blocks: a loop of XLA blocks
+        ((1, 17, 19), 40, "_xla_tick"),  # module by module
+    ],
+)
+def test_jit_compile_matches_uncompiled(periods, steps, compiled):
+    x = seq(steps=steps)
+    layer_checks.assert_jit_matches(
+        lambda jit: ClockworkRNN(
+            6, periods=periods, return_sequences=True, jit_compile=jit
+        ),
+        x,
+        [compiled],
+        atol=1e-5,
+    )
+
+
+def test_jit_compile_argument():
+    layer = ClockworkRNN(4, num_modules=2)
+    assert layer.jit_compile == "auto"
+    layer = layer_checks.assert_config_round_trip(
+        ClockworkRNN(4, num_modules=2, jit_compile=True)
+    )
+    assert layer.jit_compile is True
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match=f"jit_compile={bad!r}"):
+            ClockworkRNN(4, num_modules=2, jit_compile=bad)
+
+
+def test_jit_compile_auto_follows_the_gpu():
+    from keras_gfrnn import _fused
+
+    has_gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert _fused.uses_xla("auto") is has_gpu
+    assert _fused.uses_xla(True) and not _fused.uses_xla(False)
+
+
+def test_fit_with_jit_compile():
+    x = seq(steps=12)
+    y = np.ones((x.shape[0], 1), "float32")
+    layer_checks.assert_fit_lowers_loss(
+        ClockworkRNN(8, num_modules=2, jit_compile=True), x, y
+    )

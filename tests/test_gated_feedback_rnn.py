@@ -636,6 +636,7 @@ def test_serialization_of_every_argument():
         go_backwards=True,
         stateful=True,
         unroll=True,
+        jit_compile=True,
         name="gf",
     )
     clone = layer_checks.assert_config_round_trip(layer)
@@ -655,6 +656,7 @@ def test_serialization_of_every_argument():
         "go_backwards",
         "stateful",
         "unroll",
+        "jit_compile",
     ):
         assert getattr(clone, name) == getattr(layer, name), name
     assert clone.name == "gf"
@@ -815,3 +817,52 @@ def test_property_matches_reference(
         feedback=feedback,
         output=output,
     )
+
+
+# --------------------------------------------------------------------------
+# XLA
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+@pytest.mark.parametrize("units", [5, [4, 6, 3]])
+@pytest.mark.parametrize("feedback", [True, False])
+def test_jit_compile_matches_uncompiled(unit_type, units, feedback):
+    layer_checks.assert_jit_matches(
+        lambda jit: GatedFeedbackRNN(
+            units,
+            num_layers=3,
+            unit_type=unit_type,
+            feedback=feedback,
+            return_sequences=True,
+            jit_compile=jit,
+        ),
+        make_inputs(),
+        ["_xla_step"],
+        atol=1e-5,
+    )
+
+
+def test_jit_compile_with_mask_state_and_fit():
+    x = make_inputs()
+    mask = np.ones(x.shape[:2], bool)
+    mask[0, 3:] = False
+    outs = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(3)
+        layer = GatedFeedbackRNN(
+            4, num_layers=2, return_state=True, jit_compile=jit
+        )
+        outs.append(run_layer(layer, x, mask=mask))
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    layer_checks.assert_fit_lowers_loss(
+        GatedFeedbackRNN(4, num_layers=2, jit_compile=True),
+        x,
+        np.ones((x.shape[0], 1), "float32"),
+    )
+
+
+def test_jit_compile_argument():
+    assert GatedFeedbackRNN(4).jit_compile == "auto"
+    for bad in ("yes", 0, None):
+        with pytest.raises(ValueError, match=f"jit_compile={bad!r}"):
+            GatedFeedbackRNN(4, jit_compile=bad)
