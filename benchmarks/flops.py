@@ -1,0 +1,84 @@
+"""Analytic FLOP counts of one forward pass (matmul work only).
+
+A multiply-add counts 2 FLOPs; element-wise work (activations, gate
+products) is left out, so the counts are the arithmetic that a dense
+matmul could do at its own speed. A training step is counted as 3 forward
+passes (forward, and the two matmuls of the backward pass per forward
+matmul).
+"""
+
+import math
+
+GATES = {"tanh": 1, "gru": 3, "lstm": 4}
+
+
+def stacked(unit_type, batch, steps, input_dim, units, layers):
+    """Keras' stacked SimpleRNN / GRU / LSTM: per layer and step,
+    `[x, h] @ W` with `G * H` columns."""
+    g = GATES[unit_type]
+    total, d = 0, input_dim
+    for _ in range(layers):
+        total += 2 * batch * steps * (d + units) * g * units
+        d = units
+    return total
+
+
+def gated_feedback(unit_type, batch, steps, input_dim, units, layers, feedback):
+    """GatedFeedbackRNN with `layers` layers of `units` (DESIGN.md 2).
+
+    Per step, layer j: input projection `(G H + L)` columns (the `L` global
+    gate logits with feedback); every layer's `h_{t-1}` is read by its own
+    gates (`(G - 1) H` columns), and with feedback by every `U^{i->j}`
+    (`L H` columns) and by the `L x L` global gates (each reads all of
+    `h*_{t-1}`: `L^2` columns).
+    """
+    if not feedback:
+        return stacked(unit_type, batch, steps, input_dim, units, layers)
+    g = GATES[unit_type]
+    per_step = 0
+    d = input_dim
+    for _ in range(layers):
+        per_step += d * (g * units + layers)
+        per_step += units * ((g - 1) * units + layers * units + layers**2)
+        d = units
+    return 2 * batch * steps * per_step
+
+
+def clockwork(batch, steps, input_dim, units, periods, active_only=True):
+    """ClockworkRNN: the input projection of every module at every step,
+    then at step t the active modules' rows of the recurrence (each reads
+    itself and every slower module). With `active_only=False`, the full
+    `U x U` recurrence every step (the step-by-step cell)."""
+    m = units // len(periods)
+    total = 2 * batch * steps * input_dim * units
+    if not active_only:
+        return total + 2 * batch * steps * units * units
+    for t in range(steps):
+        for i, p in enumerate(periods):
+            if t % p == 0:
+                senders = (len(periods) - i) * m
+                total += 2 * batch * senders * m
+    return total
+
+
+def simple_rnn(batch, steps, input_dim, units):
+    return stacked("tanh", batch, steps, input_dim, units, 1)
+
+
+def renet(batch, height, width, channels, units, patch, unit_type="gru"):
+    """ReNet2D: two sweep directions down the columns, then two along the
+    rows over the `2 * units` vertical features."""
+    rows, cols = height // patch, width // patch
+    features = patch * patch * channels
+    vertical = 2 * stacked(unit_type, batch * cols, rows, features, units, 1)
+    horizontal = 2 * stacked(unit_type, batch * rows, cols, 2 * units, units, 1)
+    return vertical + horizontal
+
+
+def conv2d(batch, height, width, cin, cout, kernel, stride=1):
+    out = math.ceil(height / stride) * math.ceil(width / stride)
+    return 2 * batch * out * kernel * kernel * cin * cout
+
+
+def dense(rows, inputs, outputs):
+    return 2 * rows * inputs * outputs

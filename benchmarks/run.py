@@ -1,0 +1,733 @@
+"""Benchmarks of keras_gfrnn's layers beside Keras' built-ins, in one run.
+
+    python -m benchmarks                       # every suite (about 15 min)
+    python -m benchmarks --suite gf clockwork  # some suites
+    python -m benchmarks --quick               # tiny sizes, for CI
+    python -m benchmarks --markdown out.md --json out.json
+
+One process: a dense matmul is timed first (the arithmetic reference), then
+each suite builds its models, warms them up (tracing, XLA compilation) and
+times them round-robin (one train step and one inference step of every
+model per round, so the machine's drift hits all alike); the median over
+rounds is reported. Per model: train-step and inference time, training
+examples/s, peak memory of a train step (TensorFlow's allocator), effective
+GFLOP/s of the train step from the analytic matmul FLOPs of `flops.py`,
+that figure as a percentage of the dense matmul, and the ratio to the
+suite's baseline. Nothing here asserts a speed: the targets table reports.
+
+Suites:
+- `gf`: char-LM train step (Embedding -> RNN -> Dense(vocab)), B=32,
+  T=100, 3x256: GatedFeedbackRNN tanh / GRU / LSTM with feedback (XLA step
+  off and on) and without, Keras' stacked built-ins, the naive
+  GatedFeedbackCell in keras.layers.RNN.
+- `gf_params`: the same at the GF-RNN paper's equal parameter counts
+  (Table 1: stacked 3x191 / 3x228 / 3x390 vs GF 3x140 / 3x165 / 3x303).
+- `clockwork`: sequence regression, T=256: ClockworkRNN(512, 8 modules)
+  (XLA off and on), its cell step by step, SimpleRNN(512), LSTM(512).
+- `renet`: 32x32x3 image classifier: ReNet2D(GRU) beside the same sweeps
+  written by hand with Bidirectional(GRU), and a Conv2D network of similar
+  size.
+- `length`: GF-LSTM train step vs sequence length (time per step of the
+  sequence must stay flat: linear scaling).
+- `layers`: GF-LSTM with and without feedback vs number of layers
+  (feedback FLOPs grow with the square of the layers).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+from benchmarks import flops  # noqa: E402
+from keras_gfrnn import ClockworkCell  # noqa: E402
+from keras_gfrnn import ClockworkRNN  # noqa: E402
+from keras_gfrnn import GatedFeedbackCell  # noqa: E402
+from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
+from keras_gfrnn import ReNet2D  # noqa: E402
+
+BUILTIN = {
+    "lstm": keras.layers.LSTM,
+    "gru": keras.layers.GRU,
+    "tanh": keras.layers.SimpleRNN,
+}
+# GF-RNN paper, Table 1: (stacked units, gated-feedback units), 3 layers.
+PAPER_SIZES = {"tanh": (390, 303), "gru": (228, 165), "lstm": (191, 140)}
+SUITES = ("gf", "gf_params", "clockwork", "renet", "length", "layers")
+
+
+class Case:
+    """One model of a suite: how to build it and its analytic FLOPs."""
+
+    def __init__(self, name, build, forward_flops, baseline, **extra):
+        self.name = name
+        self.build = build
+        self.forward_flops = forward_flops
+        self.baseline = baseline
+        self.extra = extra
+
+
+# ------------------------------------------------------------------ models
+def char_lm(rnn_layers, vocab, steps, embed):
+    model = keras.Sequential(
+        [
+            keras.Input((steps,), dtype="int32"),
+            keras.layers.Embedding(vocab, embed),
+        ]
+        + rnn_layers
+        + [keras.layers.Dense(vocab)]
+    )
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(1e-3, clipnorm=1.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def regression(rnn, steps, features):
+    model = keras.Sequential(
+        [keras.Input((steps, features)), rnn, keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    return model
+
+
+def classifier(layers, shape, classes=10):
+    model = keras.Sequential(
+        [keras.Input(shape)]
+        + layers
+        + [
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(classes),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def builtin_stack(unit_type, units, layers):
+    return [
+        BUILTIN[unit_type](units, return_sequences=True) for _ in range(layers)
+    ]
+
+
+def gf_layer(unit_type, units, layers, feedback=True, jit_compile=False):
+    return GatedFeedbackRNN(
+        units,
+        num_layers=layers,
+        unit_type=unit_type,
+        feedback=feedback,
+        return_sequences=True,
+        jit_compile=jit_compile,
+    )
+
+
+class HandWrittenReNet(keras.layers.Layer):
+    """ReNet2D's sweeps written out with Bidirectional(GRU) and reshapes."""
+
+    def __init__(self, units, patch, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.patch = units, patch
+        self.vertical = keras.layers.Bidirectional(
+            keras.layers.GRU(units, return_sequences=True)
+        )
+        self.horizontal = keras.layers.Bidirectional(
+            keras.layers.GRU(units, return_sequences=True)
+        )
+
+    def call(self, x):
+        _, height, width, channels = x.shape
+        p = self.patch
+        rows, cols = height // p, width // p
+        x = ops.reshape(x, (-1, rows, p, cols, p, channels))
+        x = ops.transpose(x, (0, 3, 1, 2, 4, 5))  # (B, J, I, p, p, C)
+        x = ops.reshape(x, (-1, rows, p * p * channels))
+        v = self.vertical(x)  # (B*J, I, 2U)
+        v = ops.reshape(v, (-1, cols, rows, 2 * self.units))
+        v = ops.transpose(v, (0, 2, 1, 3))  # (B, I, J, 2U)
+        v = ops.reshape(v, (-1, cols, 2 * self.units))
+        h = self.horizontal(v)  # (B*I, J, 2U)
+        return ops.reshape(h, (-1, rows, cols, 2 * self.units))
+
+
+# ------------------------------------------------------------------ suites
+def gf_cases(args, sizes=None):
+    b, t, e = args.batch, args.steps, args.embed
+    lm = lambda layers: char_lm(layers, args.vocab, t, e)  # noqa: E731
+    out = []
+    for unit_type in args.unit_types:
+        if sizes:
+            base_units, gf_units = sizes[unit_type]
+        else:
+            base_units = gf_units = args.units
+        n = args.layers
+        head = flops.dense(b * t, base_units, args.vocab)
+        base = f"keras {BUILTIN[unit_type].__name__} {n}x{base_units}"
+        out.append(
+            Case(
+                base,
+                lambda u=unit_type, k=base_units: lm(builtin_stack(u, k, n)),
+                flops.stacked(unit_type, b, t, e, base_units, n) + head,
+                base,
+            )
+        )
+        fb = flops.gated_feedback(unit_type, b, t, e, gf_units, n, True)
+        fb += flops.dense(b * t, gf_units, args.vocab)
+        variants = [("feedback", True, False)]
+        if not sizes:
+            variants += [("feedback, XLA step", True, True)]
+            variants += [("stacked", False, False)]
+        for label, feedback, jit in variants:
+            count = (
+                fb
+                if feedback
+                else (
+                    flops.stacked(unit_type, b, t, e, gf_units, n)
+                    + flops.dense(b * t, gf_units, args.vocab)
+                )
+            )
+            out.append(
+                Case(
+                    f"GF-{unit_type} {n}x{gf_units} {label}",
+                    lambda u=unit_type, k=gf_units, f=feedback, j=jit: lm(
+                        [gf_layer(u, k, n, f, j)]
+                    ),
+                    count,
+                    base,
+                )
+            )
+        if not sizes and unit_type in ("lstm", "gru"):
+            out.append(
+                Case(
+                    f"GF-{unit_type} cell in keras.layers.RNN (naive)",
+                    lambda u=unit_type: lm(
+                        [
+                            keras.layers.RNN(
+                                GatedFeedbackCell(
+                                    args.units, num_layers=n, unit_type=u
+                                ),
+                                return_sequences=True,
+                            )
+                        ]
+                    ),
+                    fb,
+                    base,
+                )
+            )
+    x = np.random.default_rng(0).integers(0, args.vocab, size=(b, t))
+    return out, x, x
+
+
+def clockwork_cases(args):
+    b, t, d, u = args.cw_batch, args.cw_steps, args.cw_features, args.cw_units
+    periods = [2**i for i in range(args.cw_modules)]
+    model = lambda rnn: regression(rnn, t, d)  # noqa: E731
+    head = flops.dense(b * t, u, 1)
+    base = f"keras SimpleRNN({u})"
+    cw = flops.clockwork(b, t, d, u, periods) + head
+    name = f"ClockworkRNN({u}, {args.cw_modules} modules)"
+    cases = [
+        Case(
+            base,
+            lambda: model(keras.layers.SimpleRNN(u, return_sequences=True)),
+            flops.simple_rnn(b, t, d, u) + head,
+            base,
+        ),
+        Case(
+            f"keras LSTM({u})",
+            lambda: model(keras.layers.LSTM(u, return_sequences=True)),
+            flops.stacked("lstm", b, t, d, u, 1) + head,
+            base,
+        ),
+    ]
+    for label, jit in (("", False), (", XLA", True)):
+        cases.append(
+            Case(
+                name + label,
+                lambda j=jit: model(
+                    ClockworkRNN(
+                        u,
+                        num_modules=args.cw_modules,
+                        return_sequences=True,
+                        jit_compile=j,
+                    )
+                ),
+                cw,
+                base,
+            )
+        )
+    cases.append(
+        Case(
+            "ClockworkCell in keras.layers.RNN (reference)",
+            lambda: model(
+                keras.layers.RNN(
+                    ClockworkCell(u, num_modules=args.cw_modules),
+                    return_sequences=True,
+                )
+            ),
+            flops.clockwork(b, t, d, u, periods, active_only=False) + head,
+            base,
+        )
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(b, t, d)).astype("float32")
+    y = rng.normal(size=(b, t, 1)).astype("float32")
+    return cases, x, y
+
+
+def renet_cases(args):
+    b, s, c, u, p = args.img_batch, args.img_size, 3, args.renet_units, 2
+    shape = (s, s, c)
+    base = f"hand-written Bidirectional(GRU) sweeps ({u} units)"
+    rn = flops.renet(b, s, s, c, u, p) + flops.dense(b, 2 * u, 10)
+    width = args.conv_width
+    convs = [
+        keras.layers.Conv2D(width, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu"),
+    ]
+    conv_flops = (
+        flops.conv2d(b, s, s, c, width, 3)
+        + flops.conv2d(b, s // 2, s // 2, width, 2 * width, 3)
+        + flops.conv2d(b, s // 2, s // 2, 2 * width, 2 * width, 3)
+        + flops.dense(b, 2 * width, 10)
+    )
+    cases = [
+        Case(
+            base,
+            lambda: classifier([HandWrittenReNet(u, p)], shape),
+            rn,
+            base,
+        ),
+        Case(
+            f"ReNet2D({u}, patch {p}, GRU)",
+            lambda: classifier([ReNet2D(u, patch_size=p)], shape),
+            rn,
+            base,
+        ),
+        Case(
+            f"Conv2D net ({width}-{2 * width}-{2 * width} filters)",
+            lambda: classifier(convs, shape),
+            conv_flops,
+            base,
+        ),
+    ]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(b,) + shape).astype("float32")
+    y = rng.integers(0, 10, size=(b,))
+    return cases, x, y
+
+
+def length_cases(args, steps):
+    b, e, n, u = args.batch, args.embed, args.layers, args.scale_units
+    cases = []
+    for t in steps:
+        name = f"GF-lstm {n}x{u}, T={t}"
+        cases.append(
+            Case(
+                name,
+                lambda t=t: char_lm([gf_layer("lstm", u, n)], args.vocab, t, e),
+                flops.gated_feedback("lstm", b, t, e, u, n, True)
+                + flops.dense(b * t, u, args.vocab),
+                f"GF-lstm {n}x{u}, T={steps[0]}",
+                steps=t,
+            )
+        )
+    return cases
+
+
+def layer_cases(args, depths):
+    b, t, e, u = args.batch, args.scale_steps, args.embed, args.scale_units
+    cases = []
+    for n in depths:
+        for feedback in (False, True):
+            label = "feedback" if feedback else "stacked"
+            cases.append(
+                Case(
+                    f"GF-lstm {n}x{u} {label}",
+                    lambda n=n, f=feedback: char_lm(
+                        [gf_layer("lstm", u, n, f)], args.vocab, t, e
+                    ),
+                    flops.gated_feedback("lstm", b, t, e, u, n, feedback)
+                    + flops.dense(b * t, u, args.vocab),
+                    f"GF-lstm {depths[0]}x{u} {label}",
+                    layers=n,
+                )
+            )
+    return cases
+
+
+# ---------------------------------------------------------------- measuring
+def dense_matmul_gflops(args):
+    """GFLOP/s of one dense matmul of the char-LM's gate shape:
+    (B*T, H) @ (H, 4H), median of repeats, in this process."""
+    m, k, n = args.batch * args.steps, args.units, 4 * args.units
+    rng = np.random.default_rng(0)
+    a = ops.convert_to_tensor(rng.normal(size=(m, k)).astype("float32"))
+    w = ops.convert_to_tensor(rng.normal(size=(k, n)).astype("float32"))
+    for _ in range(3):
+        ops.convert_to_numpy(ops.matmul(a, w))
+    times = []
+    for _ in range(max(args.repeats, 5) * 4):
+        start = time.perf_counter()
+        ops.convert_to_numpy(ops.matmul(a, w))
+        times.append(time.perf_counter() - start)
+    return {
+        "shape": f"({m}x{k}) @ ({k}x{n})",
+        "gflops": flops.dense(m, k, n) / statistics.median(times) / 1e9,
+    }
+
+
+def peak_memory(model, x, y):
+    """Peak bytes allocated by TensorFlow during one train step (None on
+    other backends)."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+    tf.config.experimental.reset_memory_stats(device)
+    before = tf.config.experimental.get_memory_info(device)["current"]
+    model.train_on_batch(x, y)
+    return tf.config.experimental.get_memory_info(device)["peak"] - before
+
+
+def inputs_for(case, x, y, args):
+    steps = case.extra.get("steps")
+    if steps is None:
+        return x, y
+    return x[:, :steps], y[:, :steps]
+
+
+def time_cases(cases, x, y, args, dense):
+    models = []
+    for case in cases:
+        keras.utils.set_random_seed(0)
+        models.append(case.build())
+    # Warm up only once every model is built: setting the seed makes every
+    # traced function retrace at its next call.
+    built = []
+    for case, model in zip(cases, models):
+        cx, cy = inputs_for(case, x, y, args)
+        for _ in range(args.warmup):
+            model.train_on_batch(cx, cy)
+            model.predict_on_batch(cx)
+        memory = peak_memory(model, cx, cy)
+        built.append((case, model, cx, cy, memory, [], []))
+    for _ in range(args.repeats):
+        for _, model, cx, cy, _, train, infer in built:
+            start = time.perf_counter()
+            model.train_on_batch(cx, cy)
+            train.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            model.predict_on_batch(cx)
+            infer.append(time.perf_counter() - start)
+    medians = {
+        case.name: (statistics.median(t), statistics.median(i))
+        for case, _, _, _, _, t, i in built
+    }
+    rows = []
+    for case, model, cx, _, memory, _, _ in built:
+        train, infer = medians[case.name]
+        gflops = 3 * case.forward_flops / train / 1e9
+        rows.append(
+            {
+                "model": case.name,
+                "params": int(model.count_params()),
+                "train_ms": train * 1e3,
+                "infer_ms": infer * 1e3,
+                "examples_per_s": len(cx) / train,
+                "peak_mib": None if memory is None else memory / 2**20,
+                "train_gflop": 3 * case.forward_flops / 1e9,
+                "gflops": gflops,
+                "dense_pct": 100 * gflops / dense["gflops"],
+                "train_ratio": train / medians[case.baseline][0],
+                "infer_ratio": infer / medians[case.baseline][1],
+                "baseline": case.baseline,
+                **case.extra,
+            }
+        )
+    return rows
+
+
+# ------------------------------------------------------------------- output
+COLUMNS = (
+    ("model", "model", "{}"),
+    ("params", "params", "{:,}"),
+    ("train ms", "train_ms", "{:.1f}"),
+    ("infer ms", "infer_ms", "{:.1f}"),
+    ("train ex/s", "examples_per_s", "{:,.0f}"),
+    ("peak MiB", "peak_mib", "{:.0f}"),
+    ("GFLOP/s", "gflops", "{:.1f}"),
+    ("% dense", "dense_pct", "{:.0f}"),
+    ("train x", "train_ratio", "{:.2f}"),
+    ("infer x", "infer_ratio", "{:.2f}"),
+)
+
+
+def table(rows, extra=()):
+    columns = COLUMNS[:1] + tuple(extra) + COLUMNS[1:]
+    lines = [
+        "| " + " | ".join(c[0] for c in columns) + " |",
+        "|---|" + "---:|" * (len(columns) - 1),
+    ]
+    for row in rows:
+        cells = [
+            "-" if row.get(key) is None else fmt.format(row[key])
+            for _, key, fmt in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    baselines = ", ".join(dict.fromkeys(r["baseline"] for r in rows))
+    lines.append("")
+    lines.append(f"x: median time relative to {baselines}; lower is faster.")
+    return "\n".join(lines)
+
+
+def find(rows, prefix, suffix=""):
+    for row in rows:
+        name = row["model"]
+        if name.startswith(prefix) and name.endswith(suffix):
+            return row
+    return None
+
+
+def targets(results, args):
+    """The issue's targets, computed from this run's rows."""
+    out = []
+    gf = results.get("gf", [])
+
+    def ratio(a, b, key="train_ms"):
+        return None if a is None or b is None else a[key] / b[key]
+
+    n, u = args.layers, args.units
+    for unit_type in ("lstm", "gru"):
+        ours = find(gf, f"GF-{unit_type} {n}x{u} feedback")
+        base = find(gf, f"keras {BUILTIN[unit_type].__name__}")
+        naive = find(gf, f"GF-{unit_type} cell in")
+        out.append(
+            (f"GF-{unit_type} train / keras stacked", ratio(ours, base), 1.25)
+        )
+        out.append(
+            (f"GF-{unit_type} train / naive cell", ratio(ours, naive), 0.6)
+        )
+    lstm = find(gf, f"GF-lstm {n}x{u} feedback")
+    out.append(
+        (
+            "GF-lstm GFLOP/s / dense matmul",
+            None if lstm is None else lstm["dense_pct"] / 100,
+            ">=0.40",
+        )
+    )
+    cw = results.get("clockwork", [])
+    simple = find(cw, "keras SimpleRNN")
+    for label, suffix in (("", "modules)"), (" (XLA)", ", XLA")):
+        out.append(
+            (
+                f"ClockworkRNN{label} train / SimpleRNN",
+                ratio(find(cw, "ClockworkRNN(", suffix), simple),
+                0.5,
+            )
+        )
+    rn = results.get("renet", [])
+    out.append(
+        (
+            "ReNet2D train / hand-written sweeps",
+            ratio(find(rn, "ReNet2D"), find(rn, "hand-written")),
+            1.05,
+        )
+    )
+    lines = ["| target | measured | aim | met |", "|---|---:|---:|---|"]
+    for name, value, aim in out:
+        if value is None:
+            continue
+        if isinstance(aim, str):
+            met = value >= float(aim[2:])
+        else:
+            met = value <= aim
+            aim = f"<={aim}"
+        lines.append(
+            f"| {name} | {value:.2f} | {aim} | {'yes' if met else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def machine():
+    return (
+        f"{platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, keras {keras.__version__} "
+        f"({keras.backend.backend()}), " + ", ".join(device_names())
+    )
+
+
+def device_names():
+    if keras.backend.backend() != "tensorflow":
+        return [keras.backend.backend()]
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    names = [f"tensorflow {tf.__version__}"]
+    names += [g.name for g in gpus] or ["CPU only"]
+    return names
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--suite", nargs="+", choices=SUITES, default=SUITES)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--vocab", type=int, default=205)
+    parser.add_argument("--embed", type=int, default=64)
+    parser.add_argument(
+        "--unit-types", nargs="+", default=["lstm", "gru", "tanh"]
+    )
+    parser.add_argument("--cw-units", type=int, default=512)
+    parser.add_argument("--cw-modules", type=int, default=8)
+    parser.add_argument("--cw-steps", type=int, default=256)
+    parser.add_argument("--cw-batch", type=int, default=32)
+    parser.add_argument("--cw-features", type=int, default=16)
+    parser.add_argument("--img-batch", type=int, default=32)
+    parser.add_argument("--img-size", type=int, default=32)
+    parser.add_argument("--renet-units", type=int, default=64)
+    parser.add_argument("--conv-width", type=int, default=64)
+    parser.add_argument("--scale-units", type=int, default=128)
+    parser.add_argument("--scale-steps", type=int, default=50)
+    parser.add_argument("--lengths", type=int, nargs="+")
+    parser.add_argument("--depths", type=int, nargs="+")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--markdown", help="write the tables to this file")
+    parser.add_argument("--json", help="write every row to this file")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, 2 rounds: checks that the harness runs",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.steps, args.units, args.embed = 4, 8, 16, 8
+        args.cw_batch, args.cw_steps, args.cw_units = 4, 16, 16
+        args.cw_modules = 4
+        args.img_batch, args.img_size = 2, 8
+        args.renet_units = args.conv_width = 8
+        args.scale_units, args.scale_steps = 8, 8
+        args.unit_types = ["lstm", "gru"]
+        args.lengths = args.lengths or [4, 8]
+        args.depths = args.depths or [1, 2]
+        args.repeats, args.warmup = 2, 1
+    args.lengths = args.lengths or [25, 50, 100, 200]
+    args.depths = args.depths or [1, 2, 3, 4, 5]
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    dense = dense_matmul_gflops(args)
+    sections = [
+        f"Machine: {machine()}. Median of {args.repeats} rounds after "
+        f"{args.warmup} warm-up steps.",
+        "",
+        f"Dense matmul {dense['shape']} in this run: "
+        f"{dense['gflops']:.1f} GFLOP/s.",
+    ]
+    results = {}
+    b, t = args.batch, args.steps
+    specs = {
+        "gf": (
+            f"GatedFeedbackRNN, equal sizes: char-LM train step, B={b}, "
+            f"T={t}, {args.layers}x{args.units}, vocab {args.vocab}",
+            lambda: gf_cases(args),
+            (),
+        ),
+        "gf_params": (
+            "GatedFeedbackRNN, equal parameters (GF-RNN paper Table 1 "
+            f"sizes): char-LM train step, B={b}, T={t}",
+            lambda: gf_cases(args, PAPER_SIZES),
+            (),
+        ),
+        "clockwork": (
+            f"ClockworkRNN: sequence regression, B={args.cw_batch}, "
+            f"T={args.cw_steps}, {args.cw_features} features",
+            lambda: clockwork_cases(args),
+            (),
+        ),
+        "renet": (
+            f"ReNet2D: {args.img_size}x{args.img_size}x3 classifier, "
+            f"B={args.img_batch}",
+            lambda: renet_cases(args),
+            (),
+        ),
+        "length": (
+            f"Scaling with sequence length: char-LM train step, B={b}",
+            lambda: lm_inputs(length_cases(args, args.lengths), args),
+            (
+                ("T", "steps", "{}"),
+                ("train ms / T", "ms_per_step", "{:.2f}"),
+            ),
+        ),
+        "layers": (
+            f"Scaling with layers: char-LM train step, B={b}, "
+            f"T={args.scale_steps}",
+            lambda: lm_inputs(
+                layer_cases(args, args.depths), args, args.scale_steps
+            ),
+            (
+                ("layers", "layers", "{}"),
+                ("train GFLOP", "train_gflop", "{:.1f}"),
+            ),
+        ),
+    }
+    for suite in args.suite:
+        title, make, extra = specs[suite]
+        cases, x, y = make()
+        rows = time_cases(cases, x, y, args, dense)
+        for row in rows:
+            if "steps" in row:
+                row["ms_per_step"] = row["train_ms"] / row["steps"]
+        results[suite] = rows
+        sections += ["", f"### {title}", "", table(rows, extra)]
+        print("\n".join(sections[-4:]), flush=True)
+    sections += ["", "### Targets (this run)", "", targets(results, args)]
+    print("\n".join(sections[-4:]))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(sections) + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "machine": machine(),
+                    "args": vars(args),
+                    "dense": dense,
+                    "results": results,
+                },
+                f,
+                indent=2,
+            )
+    return results
+
+
+def lm_inputs(cases, args, steps=None):
+    longest = max([c.extra.get("steps", 0) for c in cases] + [steps or 0])
+    x = np.random.default_rng(0).integers(
+        0, args.vocab, size=(args.batch, longest)
+    )
+    return cases, x, x
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The benchmark harness's analytic FLOP counts agree with the layers."""
+
+import keras
+import numpy as np
+import pytest
+
+from benchmarks import flops
+from keras_gfrnn import ClockworkRNN
+from keras_gfrnn import GatedFeedbackRNN
+from keras_gfrnn import ReNet2D
+
+B, T, D = 2, 6, 5
+
+
+def matmul_flops(kernels):
+    """2 * B * T * (inputs x outputs) summed over per-step matmuls."""
+    return sum(2 * B * T * int(np.prod(k.shape)) for k in kernels)
+
+
+@pytest.mark.parametrize("unit_type", ["tanh", "gru", "lstm"])
+@pytest.mark.parametrize("feedback", [True, False])
+def test_gated_feedback_counts_every_weight_matrix(unit_type, feedback):
+    layer = GatedFeedbackRNN(
+        7, num_layers=3, unit_type=unit_type, feedback=feedback
+    )
+    layer.build((B, T, D))
+    weights = layer.cell.fused_weights()
+    # Stacked (L, H, N) or split into column groups: every element once.
+    recurrent = keras.tree.flatten(weights.recurrent_kernels)
+    expected = matmul_flops(weights.input_kernels + recurrent)
+    assert flops.gated_feedback(unit_type, B, T, D, 7, 3, feedback) == expected
+
+
+@pytest.mark.parametrize(
+    "unit_type,layer",
+    [
+        ("tanh", keras.layers.SimpleRNN),
+        ("gru", keras.layers.GRU),
+        ("lstm", keras.layers.LSTM),
+    ],
+)
+def test_stacked_counts_keras_kernels(unit_type, layer):
+    stack = keras.Sequential(
+        [keras.Input((T, D))]
+        + [layer(7, return_sequences=True) for _ in range(2)]
+    )
+    kernels = [w for w in stack.weights if "kernel" in w.path]
+    assert flops.stacked(unit_type, B, T, D, 7, 2) == matmul_flops(kernels)
+
+
+def test_clockwork_counts_active_modules_only():
+    periods = [1, 2, 4]
+    layer = ClockworkRNN(6, periods=periods)
+    layer.build((B, T, D))
+    full = matmul_flops([layer.cell.kernel, layer.cell.recurrent_kernel])
+    assert flops.clockwork(B, T, D, 6, periods, active_only=False) == full
+    # By hand: module i (2 units) reads modules i.. (3 - i) * 2 units.
+    ticks = {0: T, 1: -(-T // 2), 2: -(-T // 4)}
+    recurrent = sum(2 * B * ticks[i] * (3 - i) * 2 * 2 for i in range(3))
+    expected = 2 * B * T * D * 6 + recurrent
+    assert flops.clockwork(B, T, D, 6, periods) == expected
+
+
+def test_renet_counts_its_four_rnns():
+    layer = ReNet2D(3, patch_size=2)
+    layer.build((B, 4, 6, 2))
+    kernels = [w for w in layer.weights if "kernel" in w.path]
+    # Vertical: B*3 columns of 2 steps; horizontal: B*2 rows of 3 steps.
+    steps = {"vertical": B * 3 * 2, "horizontal": B * 2 * 3}
+    expected = sum(
+        2 * steps[k.path.split("/")[1].split("_sweep")[0]] * np.prod(k.shape)
+        for k in kernels
+    )
+    assert flops.renet(B, 4, 6, 2, 3, 2) == expected
+
+
+def test_paper_size_cases_build_the_sizes_they_name():
+    import re
+
+    from benchmarks import run
+
+    args = run.parse(["--quick"])
+    cases, _, _ = run.gf_cases(args, run.PAPER_SIZES)
+    assert len(cases) == 6
+    for case in cases:
+        layers, units = map(int, re.search(r"(\d)x(\d+)", case.name).groups())
+        model = case.build()
+        rnns = [layer for layer in model.layers if hasattr(layer, "cell")]
+        if case.name.startswith("GF"):
+            assert list(rnns[0].layer_units) == [units] * layers, case.name
+        else:
+            assert [r.units for r in rnns] == [units] * layers, case.name
+        flops = 3 * case.forward_flops
+        assert flops > 0
