@@ -27,10 +27,11 @@ setup(
     python_requires=">=3.10",
     install_requires=["tensorflow>=2.16", "keras>=3.5", "numpy"],
     extras_require={
-        "test": ["pytest", "hypothesis", "ruff"],
+        # matplotlib: the tests draw examples/char_lm.py's learning curves.
+        "test": ["pytest", "hypothesis", "ruff", "matplotlib"],
         # etils.epath (used by tensorflow-datasets) needs importlib_resources.
         "datasets": ["tensorflow-datasets", "importlib_resources"],
-        # PNG plots of examples/clockwork_generation.py.
+        # PNG plots of the examples (clockwork_generation, char_lm).
         "plot": ["matplotlib"],
     },
     classifiers=[

@@ -1,0 +1,532 @@
+"""Character-level language modelling, as in the GF-RNN paper (section 4.1).
+
+Chung, Gulcehre, Cho, Bengio, "Gated Feedback Recurrent Neural Networks",
+ICML 2015: next-character prediction on the Hutter Prize Wikipedia file
+(enwik8), trained with RMSProp and gradient norm clipping on sequences of
+100 characters, the state carried across consecutive chunks (truncated
+backpropagation through time); reported in bits per character (BPC).
+
+    # the paper's GF-LSTM (3x140) on enwik8 (downloads 36 MB, checksum
+    # verified; a GPU is advised):
+    python examples/char_lm.py --data enwik8 --model gf --unit-type lstm
+
+    # any local text file, split 90/5/5; the stacked baseline:
+    python examples/char_lm.py --data corpus.txt --model stacked
+
+    # this Python's standard library sources, concatenated in sorted order:
+    python examples/char_lm.py --data stdlib --steps-per-epoch 250
+
+    # generate text from a trained model (the paper's Figure 4):
+    python examples/char_lm.py --sample "def main(" --load lm_out/model.keras
+
+    # learning curves of several runs:
+    python examples/char_lm.py --plot curves.png \\
+        --histories GF=gf/history.csv stacked=st/history.csv
+
+    python examples/char_lm.py --quick   # offline, tiny: for CI
+
+Models (`--model`, `--sizes paper`: the paper's Table 1, about the same
+number of parameters per unit type): `single` (tanh 1x1000, GRU 1x540,
+LSTM 1x456), `stacked` (3x390, 3x228, 3x191), `gf` (gated feedback,
+3x303, 3x165, 3x140), `gf-l` (gated feedback at the stacked sizes).
+`--units` and `--layers` override the sizes. The paper picked these sizes
+for equal parameter counts; with this package's GF-RNN (DESIGN.md: gates
+read only their own layer, the global gates read all of h*) GF-LSTM 3x140
+has about 0.7x the parameters of stacked 3x191, and `--units 169` matches
+it (0.92M trainable each at a 199-symbol vocabulary). Characters are
+one-hot coded (a frozen identity embedding) and the output is a softmax
+over the vocabulary; the vocabulary is built from the training split, with one
+unknown symbol for bytes that appear only in validation or test.
+"""
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import zipfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
+
+ENWIK8_URL = "http://mattmahoney.net/dc/enwik8.zip"
+# Published by Matt Mahoney for the 100,000,000-byte enwik8 file.
+ENWIK8_MD5 = "a1fa5ffddb56f4953e226637dabbb36a"
+ENWIK8_SPLIT = (90_000_000, 95_000_000)
+
+# GF-RNN paper, Table 1: (layers, units).
+PAPER_SIZES = {
+    "tanh": {"single": (1, 1000), "stacked": (3, 390), "gf": (3, 303)},
+    "gru": {"single": (1, 540), "stacked": (3, 228), "gf": (3, 165)},
+    "lstm": {"single": (1, 456), "stacked": (3, 191), "gf": (3, 140)},
+}
+PAPER_SIZES = {
+    unit: {**sizes, "gf-l": sizes["stacked"]}
+    for unit, sizes in PAPER_SIZES.items()
+}
+BUILTIN = {
+    "tanh": keras.layers.SimpleRNN,
+    "gru": keras.layers.GRU,
+    "lstm": keras.layers.LSTM,
+}
+
+
+# --------------------------------------------------------------------- data
+def load_text(data, data_dir):
+    """Bytes of the corpus and whether the enwik8 split applies."""
+    if data == "enwik8":
+        return load_enwik8(data_dir), True
+    if data == "stdlib":
+        return stdlib_corpus(), False
+    if not os.path.isfile(data):
+        raise SystemExit(
+            f"--data must be 'enwik8', 'stdlib' or a text file. "
+            f"Received: --data={data!r} (no such file)"
+        )
+    with open(data, "rb") as f:
+        return f.read(), False
+
+
+def load_enwik8(data_dir):
+    path = keras.utils.get_file(
+        "enwik8.zip", ENWIK8_URL, cache_dir=data_dir, cache_subdir="enwik8"
+    )
+    with zipfile.ZipFile(path) as archive:
+        raw = archive.read("enwik8")
+    digest = hashlib.md5(raw).hexdigest()
+    if digest != ENWIK8_MD5:
+        raise SystemExit(
+            f"enwik8 checksum mismatch: md5 {digest}, expected {ENWIK8_MD5}. "
+            f"Delete {path} and try again."
+        )
+    return raw
+
+
+def stdlib_corpus():
+    """The running Python's standard library .py sources (site-packages
+    excluded), concatenated in sorted path order."""
+    import sysconfig
+
+    root = sysconfig.get_paths()["stdlib"]
+    paths = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "site-packages")
+        paths += [os.path.join(folder, f) for f in files if f.endswith(".py")]
+    chunks = []
+    for path in sorted(paths):
+        with open(path, "rb") as f:
+            chunks.append(f.read())
+    return b"".join(chunks)
+
+
+def split_text(raw, enwik8):
+    """(train, validation, test) bytes: enwik8's 90M/5M/5M, else 90/5/5%."""
+    if enwik8:
+        a, b = ENWIK8_SPLIT
+    else:
+        a, b = int(len(raw) * 0.9), int(len(raw) * 0.95)
+    return raw[:a], raw[a:b], raw[b:]
+
+
+class Vocabulary:
+    """Bytes seen in the training split, plus index 0: unknown."""
+
+    def __init__(self, symbols):
+        self.symbols = sorted(set(symbols))
+        self.table = np.zeros(256, np.int32)
+        self.table[self.symbols] = np.arange(1, len(self.symbols) + 1)
+
+    @classmethod
+    def from_text(cls, train):
+        return cls(np.unique(np.frombuffer(train, np.uint8)).tolist())
+
+    def __len__(self):
+        return len(self.symbols) + 1
+
+    def encode(self, raw):
+        return self.table[np.frombuffer(raw, np.uint8)]
+
+    def decode(self, ids):
+        out = bytearray()
+        for i in ids:
+            out.append(self.symbols[i - 1] if i > 0 else ord("?"))
+        return bytes(out)
+
+
+def streams(ids, batch, length, max_chars=None):
+    """Inputs and next-character targets for stateful training: the text
+    cut into `batch` contiguous streams; row b of batch k is chunk k of
+    stream b, so each row continues the previous batch's row."""
+    if max_chars:
+        ids = ids[: max_chars + 1]
+    chunks = (len(ids) - 1) // (batch * length)
+    if chunks < 1:
+        raise SystemExit(
+            f"Text of {len(ids)} characters is too short for --batch-size "
+            f"{batch} x --seq-len {length}."
+        )
+    n = chunks * batch * length
+
+    def arrange(a):
+        a = a.reshape(batch, chunks, length).transpose(1, 0, 2)
+        return a.reshape(chunks * batch, length)
+
+    return arrange(ids[:n]), arrange(ids[1 : n + 1])
+
+
+# ------------------------------------------------------------------- models
+def model_sizes(args):
+    layers, units = PAPER_SIZES[args.unit_type][args.model]
+    return args.layers or layers, args.units or units
+
+
+def build_model(vocab, args, batch_size, stateful=True):
+    layers, units = model_sizes(args)
+    rnn = []
+    if args.model in ("gf", "gf-l"):
+        rnn.append(
+            GatedFeedbackRNN(
+                units,
+                num_layers=layers,
+                unit_type=args.unit_type,
+                return_sequences=True,
+                stateful=stateful,
+                name="gf_rnn",
+            )
+        )
+    else:
+        rnn += [
+            BUILTIN[args.unit_type](
+                units,
+                return_sequences=True,
+                stateful=stateful,
+                name=f"rnn_{i + 1}",
+            )
+            for i in range(layers)
+        ]
+    model = keras.Sequential(
+        [
+            keras.Input((None,), batch_size=batch_size, dtype="int32"),
+            # One-hot input, as in the paper.
+            keras.layers.Embedding(
+                vocab,
+                vocab,
+                embeddings_initializer="identity",
+                trainable=False,
+                name="one_hot",
+            ),
+            *rnn,
+            keras.layers.Dense(vocab, name="softmax"),
+        ],
+        name=f"{args.model}_{args.unit_type}_{layers}x{units}",
+    )
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(
+            args.learning_rate, clipnorm=args.clipnorm
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def reset_states(model):
+    for layer in model.layers:
+        if getattr(layer, "stateful", False):
+            layer.reset_state()
+
+
+def bits_per_character(model, x, y, batch_size):
+    """Mean BPC over the streams, the state carried along them; the
+    training state is put back afterwards."""
+    saved = [
+        [v.numpy() for v in layer.states]
+        for layer in model.layers
+        if getattr(layer, "stateful", False)
+    ]
+    reset_states(model)
+    loss = model.evaluate(x, y, batch_size=batch_size, verbose=0)
+    stateful = [m for m in model.layers if getattr(m, "stateful", False)]
+    for layer, values in zip(stateful, saved):
+        for v, value in zip(layer.states, values):
+            v.assign(value)
+    return float(loss) / math.log(2)
+
+
+class StreamTraining(keras.callbacks.Callback):
+    """Resets the state when the training streams start over; after every
+    epoch evaluates validation and test BPC, prints and logs them."""
+
+    def __init__(self, chunks, evals, batch_size, log_path):
+        super().__init__()
+        self.chunks = chunks
+        self.evals = evals
+        self.batch_size = batch_size
+        self.log_path = log_path
+        self.position = 0  # batches read by this fit() call
+        self.step = 0  # training steps, counting resumed epochs
+        self.start = time.perf_counter()
+        self.history = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.step = epoch * self.params["steps"]
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.position % self.chunks == 0:
+            reset_states(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.position += 1
+        self.step += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {
+            "epoch": epoch + 1,
+            "step": self.step,
+            "train_bpc": logs["loss"] / math.log(2),
+        }
+        for name, (x, y) in self.evals.items():
+            row[f"{name}_bpc"] = bits_per_character(
+                self.model, x, y, self.batch_size
+            )
+        row["seconds"] = time.perf_counter() - self.start
+        self.history.append(row)
+        print(
+            f"epoch {row['epoch']} step {row['step']}: "
+            + ", ".join(
+                f"{k} {v:.4f}" for k, v in row.items() if k.endswith("bpc")
+            ),
+            flush=True,
+        )
+        if self.log_path:
+            exists = os.path.exists(self.log_path)
+            with open(self.log_path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(row))
+                if not exists:
+                    writer.writeheader()
+                writer.writerow(row)
+
+
+# ----------------------------------------------------------------- sampling
+def sample(model_path, seed_text, length, temperature, rng_seed):
+    """Generate `length` bytes after `seed_text` with a trained model."""
+    trained = keras.saving.load_model(model_path)
+    with open(vocab_path(model_path)) as f:
+        meta = json.load(f)
+    vocab = Vocabulary(meta["symbols"])
+    args = argparse.Namespace(**meta["args"])
+    model = build_model(len(vocab), args, batch_size=1)
+    model.set_weights(trained.get_weights())
+    reset_states(model)
+    rng = np.random.default_rng(rng_seed)
+    ids = vocab.encode(seed_text.encode())
+    logits = model.predict_on_batch(ids[None, :])[0, -1]
+    out = []
+    for _ in range(length):
+        z = logits.astype("float64") / temperature
+        p = np.exp(z - z.max())
+        p[0] = 0.0  # never emit the unknown symbol
+        nxt = int(rng.choice(len(p), p=p / p.sum()))
+        out.append(nxt)
+        logits = model.predict_on_batch(np.array([[nxt]]))[0, -1]
+    return seed_text.encode() + vocab.decode(out)
+
+
+def plot_histories(paths, labels, out):
+    """Validation BPC against training step, one line per history.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for path, label in zip(paths, labels):
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        steps = [int(r["step"]) for r in rows]
+        ax.plot(steps, [float(r["valid_bpc"]) for r in rows], label=label)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def vocab_path(model_path):
+    return os.path.splitext(model_path)[0] + ".vocab.json"
+
+
+# --------------------------------------------------------------------- main
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="enwik8")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--model", choices=["single", "stacked", "gf", "gf-l"], default="gf"
+    )
+    parser.add_argument(
+        "--unit-type", choices=["tanh", "gru", "lstm"], default="lstm"
+    )
+    parser.add_argument(
+        "--sizes",
+        choices=["paper"],
+        default="paper",
+        help="Table 1 sizes (override with --units / --layers)",
+    )
+    parser.add_argument("--units", type=int)
+    parser.add_argument("--layers", type=int)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=100)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--clipnorm", type=float, default=1.0)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        help="training steps between evaluations (default: one pass)",
+    )
+    parser.add_argument(
+        "--eval-chars",
+        type=int,
+        help="evaluate each epoch on this many validation/test characters "
+        "(default: all); the final test BPC always uses the whole split",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default="lm_out")
+    parser.add_argument(
+        "--sample", metavar="SEED", help="generate text after SEED"
+    )
+    parser.add_argument("--load", help="trained .keras model (--sample)")
+    parser.add_argument("--sample-length", type=int, default=500)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="plot the validation curves of --histories to PNG and exit",
+    )
+    parser.add_argument(
+        "--histories",
+        nargs="+",
+        metavar="LABEL=CSV",
+        help="history.csv files of earlier runs, for --plot",
+    )
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.units, args.layers = args.units or 16, args.layers or 2
+        args.epochs, args.steps_per_epoch = 2, 3
+        args.batch_size, args.seq_len = 4, 20
+        args.eval_chars = 400
+    return args
+
+
+def quick_text():
+    """Offline text for --quick: this script's own source, repeated."""
+    with open(__file__, "rb") as f:
+        return f.read() * 2
+
+
+def train(args):
+    keras.utils.set_random_seed(args.seed)
+    os.makedirs(args.out_dir, exist_ok=True)
+    if args.quick:
+        raw, enwik8 = quick_text(), False
+    else:
+        raw, enwik8 = load_text(args.data, args.data_dir)
+    train_text, valid_text, test_text = split_text(raw, enwik8)
+    vocab = Vocabulary.from_text(train_text)
+    b, t = args.batch_size, args.seq_len
+    x, y = streams(vocab.encode(train_text), b, t)
+    chunks = len(x) // b
+    evals = {
+        name: streams(vocab.encode(text), b, t, args.eval_chars)
+        for name, text in (("valid", valid_text), ("test", test_text))
+    }
+    model = build_model(len(vocab), args, b)
+    layers, units = model_sizes(args)
+    print(
+        f"{args.model} {args.unit_type} {layers}x{units}: "
+        f"{model.count_params():,} parameters; vocabulary {len(vocab)}; "
+        f"train/valid/test {len(train_text):,}/{len(valid_text):,}/"
+        f"{len(test_text):,} characters; {chunks} steps per pass",
+        flush=True,
+    )
+    steps = args.steps_per_epoch or chunks
+    dataset = _repeating(x, y, b)
+    history = StreamTraining(
+        chunks, evals, b, os.path.join(args.out_dir, "history.csv")
+    )
+    start = time.perf_counter()
+    model.fit(
+        dataset,
+        epochs=args.epochs,
+        steps_per_epoch=steps,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(
+                os.path.join(args.out_dir, "backup")
+            ),
+            history,
+        ],
+        shuffle=False,
+        verbose=0,
+    )
+    seconds = time.perf_counter() - start
+    test_x, test_y = streams(vocab.encode(test_text), b, t)
+    test_bpc = bits_per_character(model, test_x, test_y, b)
+    path = os.path.join(args.out_dir, "model.keras")
+    model.save(path)
+    with open(vocab_path(path), "w") as f:
+        json.dump({"symbols": vocab.symbols, "args": vars(args)}, f)
+    print(
+        f"final test BPC {test_bpc:.4f} ({len(test_x) * t:,} characters); "
+        f"training {seconds:.0f} s; saved {path}",
+        flush=True,
+    )
+    return {"test_bpc": test_bpc, "history": history.history, "model": path}
+
+
+def _repeating(x, y, batch_size):
+    """Batches in order, forever (state continuity across epochs)."""
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    return data.batch(batch_size, drop_remainder=True).repeat()
+
+
+def main(argv=None):
+    args = parse(argv)
+    if args.plot:
+        pairs = [h.split("=", 1) for h in args.histories or []]
+        if not pairs or any(len(p) != 2 for p in pairs):
+            raise SystemExit("--plot needs --histories LABEL=CSV [...]")
+        plot_histories([p for _, p in pairs], [k for k, _ in pairs], args.plot)
+        return args.plot
+    if args.sample is not None:
+        if not args.load:
+            raise SystemExit("--sample needs --load PATH (a trained model)")
+        text = sample(
+            args.load,
+            args.sample,
+            args.sample_length,
+            args.temperature,
+            args.seed,
+        )
+        sys.stdout.write(text.decode("utf-8", errors="replace") + "\n")
+        return text
+    result = train(args)
+    if args.quick:
+        text = sample(result["model"], "import ", 40, 1.0, args.seed)
+        print(text.decode("utf-8", errors="replace"))
+    return result
+
+
+if __name__ == "__main__":
+    main()

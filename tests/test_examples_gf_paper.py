@@ -1,0 +1,209 @@
+"""The GF-RNN paper's experiments: examples/char_lm.py and
+examples/learning_to_execute.py (data, generator, metrics, --quick runs)."""
+
+import math
+import os
+import subprocess
+import sys
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+
+
+def _import(name):
+    sys.path.insert(0, EXAMPLES)
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+lm = _import("char_lm")
+l2e = _import("learning_to_execute")
+
+
+# ------------------------------------------------------------ char_lm data
+def test_streams_continue_across_batches():
+    ids = np.arange(1, 2 * 3 * 4 * 5 + 2)  # 2 streams, 4-char chunks
+    x, y = lm.streams(ids, batch=2, length=4)
+    chunks = len(x) // 2
+    np.testing.assert_array_equal(y[:, :-1], x[:, 1:])  # next character
+    for b in range(2):
+        rows = [x[k * 2 + b] for k in range(chunks)]
+        stream = np.concatenate(rows)
+        # One contiguous piece of the text per stream.
+        piece = 4 * chunks
+        np.testing.assert_array_equal(stream, ids[b * piece : (b + 1) * piece])
+    with pytest.raises(SystemExit, match="too short"):
+        lm.streams(np.arange(10), batch=2, length=8)
+
+
+def test_vocabulary_and_split():
+    raw = bytes(range(65, 91)) * 4  # 104 bytes
+    train, valid, test = lm.split_text(raw, enwik8=False)
+    assert (len(train), len(valid), len(test)) == (93, 5, 6)
+    assert train + valid + test == raw
+    vocab = lm.Vocabulary.from_text(b"banana")
+    assert len(vocab) == 4  # a, b, n and the unknown symbol
+    ids = vocab.encode(b"bandana!")
+    assert ids.tolist() == [2, 1, 3, 0, 1, 3, 1, 0]  # d and ! unknown
+    assert vocab.decode(ids) == b"ban?ana?"
+
+
+def test_enwik8_checksum_is_verified(monkeypatch, tmp_path):
+    path = tmp_path / "enwik8.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("enwik8", b"not the real file")
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: str(path))
+    with pytest.raises(SystemExit, match="checksum mismatch"):
+        lm.load_text("enwik8", str(tmp_path))
+    with pytest.raises(SystemExit, match="--data='nope.txt'"):
+        lm.load_text("nope.txt", None)
+
+
+def test_stdlib_corpus_is_sorted_sources():
+    import sysconfig
+
+    raw = lm.stdlib_corpus()
+    assert len(raw) > 10_000_000
+    root = sysconfig.get_paths()["stdlib"]
+    first = min(
+        os.path.join(root, f) for f in os.listdir(root) if f.endswith(".py")
+    )
+    with open(first, "rb") as f:
+        assert raw.startswith(f.read())
+
+
+@pytest.mark.parametrize("model", ["single", "stacked", "gf", "gf-l"])
+def test_paper_sizes(model):
+    args = lm.parse(["--model", model, "--unit-type", "gru"])
+    layers, units = lm.model_sizes(args)
+    expected = {
+        "single": (1, 540),
+        "stacked": (3, 228),
+        "gf": (3, 165),
+        "gf-l": (3, 228),
+    }
+    assert (layers, units) == expected[model]
+
+
+def test_bpc_evaluation_keeps_the_training_state():
+    args = lm.parse(["--model", "gf", "--units", "8", "--layers", "2"])
+    model = lm.build_model(10, args, batch_size=2)
+    x = np.random.default_rng(0).integers(1, 10, (4, 5))
+    model.train_on_batch(x[:2], x[:2])
+    states = model.get_layer("gf_rnn").states
+    before = [v.numpy() for v in states]
+    assert all(np.abs(b).max() > 0 for b in before)
+    bpc = lm.bits_per_character(model, x, x, 2)
+    for b, v in zip(before, states):  # the training state is put back
+        np.testing.assert_array_equal(v.numpy(), b)
+    # The BPC is the loss in bits, evaluated from a zero state.
+    lm.reset_states(model)
+    loss = model.evaluate(x, x, batch_size=2, verbose=0)
+    np.testing.assert_allclose(bpc * math.log(2), loss, rtol=1e-5)
+
+
+def test_char_lm_quick_trains_saves_and_samples(tmp_path):
+    result = lm.main(["--quick", "--out-dir", str(tmp_path)])
+    assert math.isfinite(result["test_bpc"])
+    assert [row["epoch"] for row in result["history"]] == [1, 2]
+    assert result["history"][-1]["step"] == 6
+    assert (tmp_path / "history.csv").read_text().count("\n") == 3
+    text = lm.sample(result["model"], "def ", 30, 1.0, 0)
+    assert text.startswith(b"def ") and len(text) == 34
+    png = tmp_path / "curves.png"
+    history = f"gf={tmp_path / 'history.csv'}"
+    lm.main(["--plot", str(png), "--histories", history])
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+# ------------------------------------------------------ learning to execute
+GRID = [(length, nesting) for length in (1, 2, 4) for nesting in (1, 2, 3)]
+
+
+def test_every_generated_program_prints_its_target():
+    """Run by a separate Python process: the printed output is the target."""
+    generator = l2e.ProgramGenerator(seed=5)
+    programs = [generator.generate(*cell) for cell in GRID for _ in range(3)]
+    script = "\n#---\n".join(source for source, _ in programs)
+    runner = (
+        "import sys, io, contextlib\n"
+        "for src in sys.stdin.read().split('\\n#---\\n'):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        exec(src, {})\n"
+        "    print(repr(out.getvalue()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", runner],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    printed = [eval(line) for line in done.stdout.splitlines()]
+    assert printed == [target + "\n" for _, target in programs]
+
+
+def test_generator_covers_the_operations_and_sizes():
+    generator = l2e.ProgramGenerator(seed=1)
+    sources = []
+    for length, nesting in GRID * 20:
+        source, target = generator.generate(length, nesting)
+        sources.append(source)
+        int(target)  # an integer is printed
+        assert set(source) <= set(l2e.ALPHABET)
+        assert source.splitlines()[-1].startswith("print(")
+    text = "\n".join(sources)
+    for token in ("+", "-", "*", " if ", " else ", "for x in range(", "="):
+        assert token in text, token
+    # Depth 0 is one number of exactly `length` digits.
+    for length in (1, 3, 5):
+        source, target = generator.generate(length, 0)
+        assert source == f"print({target})" and len(target) == length
+    again = l2e.ProgramGenerator(seed=1).generate(2, 3)
+    assert again == l2e.ProgramGenerator(seed=1).generate(2, 3)
+
+
+def test_exact_match_needs_every_character():
+    pairs = [("print(12)", "12"), ("print(345)", "345")]
+    _, _, targets = l2e.make_batch(pairs)
+
+    class Oracle:
+        def __init__(self, wrong=None):
+            self.wrong = wrong
+
+        def predict(self, inputs, batch_size=None, verbose=0):
+            answer = targets.copy()
+            if self.wrong:
+                answer[self.wrong] = 5
+            return keras.ops.convert_to_numpy(
+                keras.ops.one_hot(answer, l2e.VOCAB)
+            )
+
+    assert l2e.exact_match(Oracle(), pairs) == 1.0
+    assert l2e.exact_match(Oracle(wrong=(1, 3)), pairs) == 0.5  # END wrong
+    assert l2e.exact_match(Oracle(wrong=(0, 2)), pairs) == 0.5  # END
+    assert l2e.exact_match(Oracle(wrong=(0, 5)), pairs) == 1.0  # padding
+
+
+def test_make_batch_layout():
+    enc, dec_in, dec_out = l2e.make_batch([("print(7)", "7")])
+    assert enc.shape == (1, 32) and dec_in.shape == dec_out.shape == (1, 8)
+    assert l2e.decode(enc[0]) == "print(7)" and not enc[0, 8:].any()
+    assert dec_in[0].tolist() == [l2e.START, l2e.CHAR_ID["7"]] + [0] * 6
+    assert dec_out[0].tolist() == [l2e.CHAR_ID["7"], l2e.END] + [0] * 6
+
+
+@pytest.mark.parametrize("model", ["gf", "stacked"])
+def test_learning_to_execute_quick(model, capsys):
+    grid = l2e.main(["--quick", "--model", model])
+    assert set(grid) == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    assert all(0.0 <= v <= 1.0 for v in grid.values())
+    out = capsys.readouterr().out
+    assert "| length \\ nesting | 1 | 2 |" in out
