@@ -289,12 +289,13 @@ class ClockworkRNN(CellRNN):
 
     Inactive modules cost nothing: when the clock starts at 0 (no
     `initial_state`, not `stateful`), no mask and no recurrent dropout, the
-    layer runs module by module from the slowest: the input of module i at
-    its ticks is one matmul over the whole sequence (its input weights plus
-    the held states of all slower modules), then a scan over its ticks only
-    with its own `m x m` recurrence, its states held between ticks.
-    Otherwise (masks, a runtime clock offset) it runs `ClockworkCell` step by
-    step inside `keras.layers.RNN`; both paths give the same numbers.
+    layer projects every step's input in one matmul, then loops over blocks
+    of `clock_cycle` steps in which every offset is unrolled and computes
+    only the modules active there. Clock cycles over 256 steps run module by
+    module from the slowest, each module scanning only its own ticks with
+    its `m x m` recurrence. Otherwise (masks, a runtime clock offset) it runs
+    `ClockworkCell` step by step inside `keras.layers.RNN`; every path gives
+    the same numbers.
 
     Masking: a masked step changes nothing and does not advance the clock.
     `stateful=True` carries the clock across batches; `reset_states()`
