@@ -593,7 +593,11 @@ def parse(argv=None):
     parser.add_argument("--vocab", type=int, default=205)
     parser.add_argument("--embed", type=int, default=64)
     parser.add_argument(
-        "--unit-types", nargs="+", default=["lstm", "gru", "tanh"]
+        "--unit-types",
+        nargs="+",
+        choices=sorted(BUILTIN),
+        help="GF unit types to measure (default: lstm gru tanh; --quick: "
+        "lstm gru)",
     )
     parser.add_argument("--cw-units", type=int, default=512)
     parser.add_argument("--cw-modules", type=int, default=8)
@@ -625,10 +629,11 @@ def parse(argv=None):
         args.img_batch, args.img_size = 2, 8
         args.renet_units = args.conv_width = 8
         args.scale_units, args.scale_steps = 8, 8
-        args.unit_types = ["lstm", "gru"]
+        args.unit_types = args.unit_types or ["lstm", "gru"]
         args.lengths = args.lengths or [4, 8]
         args.depths = args.depths or [1, 2]
         args.repeats, args.warmup = 2, 1
+    args.unit_types = args.unit_types or ["lstm", "gru", "tanh"]
     args.lengths = args.lengths or [25, 50, 100, 200]
     args.depths = args.depths or [1, 2, 3, 4, 5]
     return args

@@ -79,7 +79,8 @@ def test_paper_size_cases_build_the_sizes_they_name():
 
     from benchmarks import run
 
-    args = run.parse(["--quick"])
+    args = run.parse(["--quick", "--unit-types", "tanh", "gru", "lstm"])
+    assert args.unit_types == ["tanh", "gru", "lstm"]
     cases, _, _ = run.gf_cases(args, run.PAPER_SIZES)
     assert len(cases) == 6
     for case in cases:
