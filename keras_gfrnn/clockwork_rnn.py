@@ -414,8 +414,10 @@ class ClockworkRNN(CellRNN):
         self._clock_starts_at_zero = False
         # The clocked loops use keras.ops.scan, whose TensorFlow while loop
         # has no iteration bound: XLA cannot compile its gradient. Keep
-        # jit_compile="auto" from choosing XLA for models with this layer.
-        self.supports_jit = False
+        # jit_compile="auto" from choosing XLA for models with this layer on
+        # TensorFlow. JAX's scan compiles (and JAX must compile: an uncompiled
+        # JAX train step runs op by op).
+        self.supports_jit = keras.backend.backend() != "tensorflow"
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         # Read in inner_loop (same trace): the fast path needs t = 0.
