@@ -74,6 +74,11 @@ class ReNet2D(keras.layers.Layer):
         kernel_constraint, recurrent_constraint, bias_constraint: passed to
             the four RNNs (Keras' defaults).
         seed: Random seed for dropout.
+        use_cudnn: `"auto"` (default), `True` or `False`, passed to the four
+            `GRU` / `LSTM` layers: `"auto"` takes the cuDNN kernel where the
+            backend has one and the arguments allow it, `False` never does,
+            `True` raises an error where it cannot. `SimpleRNN` has no cuDNN
+            kernel, so `cell="simple_rnn"` accepts only `"auto"` and `False`.
 
     Call arguments:
         inputs: 4D tensor `(batch, height, width, channels)` (or
@@ -123,6 +128,7 @@ class ReNet2D(keras.layers.Layer):
         recurrent_constraint=None,
         bias_constraint=None,
         seed=None,
+        use_cudnn="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -138,6 +144,15 @@ class ReNet2D(keras.layers.Layer):
             "recurrent_dropout", recurrent_dropout
         )
         self.seed = seed
+        if use_cudnn not in ("auto", True, False) or (
+            use_cudnn is True and self.cell == "simple_rnn"
+        ):
+            raise ValueError(
+                "Argument `use_cudnn` must be 'auto', True or False (True "
+                'needs cell="gru" or "lstm": SimpleRNN has no cuDNN kernel). '
+                f"Received: use_cudnn={use_cudnn!r} with cell={self.cell!r}"
+            )
+        self.use_cudnn = use_cudnn
         self._rnn_config = {
             "activation": keras.activations.serialize(
                 keras.activations.get(activation)
@@ -171,6 +186,8 @@ class ReNet2D(keras.layers.Layer):
             dtype=self.dtype_policy.name,
             **self._rnn_config,
         )
+        if self.cell != "simple_rnn":
+            kwargs["use_cudnn"] = self.use_cudnn
         cls = _CELLS[self.cell]
         forward = cls(self.units, name=self.cell, **kwargs)
         backward = cls(
@@ -298,6 +315,7 @@ class ReNet2D(keras.layers.Layer):
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
+            "use_cudnn": self.use_cudnn,
             **self._rnn_config,
         }
         return {**super().get_config(), **config}

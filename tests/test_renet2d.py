@@ -150,6 +150,24 @@ def test_basics(cell):
     )
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_use_cudnn_reaches_the_four_rnns(cell):
+    x = images(height=4, width=4)
+    auto = ReNet2D(3, cell=cell)
+    off = ReNet2D(3, cell=cell, use_cudnn=False)
+    expected = keras.ops.convert_to_numpy(auto(x))
+    off.build(x.shape)
+    off.set_weights(auto.get_weights())
+    for sweep in (off.vertical_sweep, off.horizontal_sweep):
+        assert sweep.forward_layer.use_cudnn is False
+        assert sweep.backward_layer.use_cudnn is False
+    assert layer_checks.assert_config_round_trip(off).use_cudnn is False
+    # The generic loop computes what the default path computes.
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(off(x)), expected, atol=1e-5
+    )
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision(policy):
     layer_checks.assert_mixed_precision(
@@ -204,6 +222,11 @@ def test_saved_model_export(tmp_path):
         ({"units": 4, "data_format": "nhwc"}, "data_format='nhwc'"),
         ({"units": 4, "dropout": 1.0}, "dropout=1.0"),
         ({"units": 4, "recurrent_dropout": -1}, "recurrent_dropout=-1"),
+        ({"units": 4, "use_cudnn": "yes"}, "use_cudnn='yes'"),
+        (
+            {"units": 4, "cell": "simple_rnn", "use_cudnn": True},
+            "use_cudnn=True with cell='simple_rnn'",
+        ),
     ],
 )
 def test_invalid_arguments(kwargs, match):
