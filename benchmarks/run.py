@@ -17,23 +17,29 @@ suite's baseline. Nothing here asserts a speed: the targets table reports.
 
 Suites:
 - `gf`: char-LM train step (Embedding -> RNN -> Dense(vocab)), B=32,
-  T=100, 3x256: GatedFeedbackRNN tanh / GRU / LSTM with feedback (XLA step
-  off and on) and without, Keras' stacked built-ins, the naive
+  T=100, 3x256: GatedFeedbackRNN tanh / GRU / LSTM with feedback (on
+  TensorFlow also with the XLA-compiled step) and without, Keras' stacked
+  built-ins (on a GPU also with `use_cudnn=False`), the naive
   GatedFeedbackCell in keras.layers.RNN.
 - `gf_params`: the same at the GF-RNN paper's equal parameter counts
   (Table 1: stacked 3x191 / 3x228 / 3x390 vs GF 3x140 / 3x165 / 3x303).
 - `clockwork`: sequence regression, T=256: ClockworkRNN(512, 8 modules)
   (XLA off and on), its cell step by step, SimpleRNN(512), LSTM(512).
-- `renet`: 32x32x3 image classifier: ReNet2D(GRU) beside the same sweeps
-  written by hand with Bidirectional(GRU), and a Conv2D network of similar
+- `renet`: 32x32x3 image classifier: ReNet2D (`--renet-cell` GRU or LSTM)
+  beside the same sweeps written by hand with Bidirectional(GRU/LSTM), both
+  also with `use_cudnn=False` on a GPU, and a Conv2D network of similar
   size.
 - `length`: GF-LSTM train step vs sequence length (time per step of the
   sequence must stay flat: linear scaling).
 - `layers`: GF-LSTM with and without feedback vs number of layers
   (feedback FLOPs grow with the square of the layers).
+
+Any Keras backend runs it (`KERAS_BACKEND=jax|torch|tensorflow`); the
+machine line names the backend and the GPU it computed on.
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -115,9 +121,11 @@ def classifier(layers, shape, classes=10):
     return model
 
 
-def builtin_stack(unit_type, units, layers):
+def builtin_stack(unit_type, units, layers, use_cudnn="auto"):
+    kwargs = {} if unit_type == "tanh" else {"use_cudnn": use_cudnn}
     return [
-        BUILTIN[unit_type](units, return_sequences=True) for _ in range(layers)
+        BUILTIN[unit_type](units, return_sequences=True, **kwargs)
+        for _ in range(layers)
     ]
 
 
@@ -133,16 +141,18 @@ def gf_layer(unit_type, units, layers, feedback=True, jit_compile=False):
 
 
 class HandWrittenReNet(keras.layers.Layer):
-    """ReNet2D's sweeps written out with Bidirectional(GRU) and reshapes."""
+    """ReNet2D's sweeps written out with Bidirectional(GRU or LSTM) and
+    reshapes."""
 
-    def __init__(self, units, patch, **kwargs):
+    def __init__(self, units, patch, cell="gru", use_cudnn="auto", **kwargs):
         super().__init__(**kwargs)
         self.units, self.patch = units, patch
+        rnn = BUILTIN[cell]
         self.vertical = keras.layers.Bidirectional(
-            keras.layers.GRU(units, return_sequences=True)
+            rnn(units, return_sequences=True, use_cudnn=use_cudnn)
         )
         self.horizontal = keras.layers.Bidirectional(
-            keras.layers.GRU(units, return_sequences=True)
+            rnn(units, return_sequences=True, use_cudnn=use_cudnn)
         )
 
     def call(self, x):
@@ -163,7 +173,16 @@ class HandWrittenReNet(keras.layers.Layer):
 # ------------------------------------------------------------------ suites
 def gf_cases(args, sizes=None):
     b, t, e = args.batch, args.steps, args.embed
-    lm = lambda layers: char_lm(layers, args.vocab, t, e)  # noqa: E731
+
+    def lm(layers):
+        return char_lm(layers, args.vocab, t, e)
+
+    def gf_model(unit_type, units, feedback, jit_compile):
+        return lm(
+            [gf_layer(unit_type, units, args.layers, feedback, jit_compile)]
+        )
+
+    backend = keras.backend.backend()
     out = []
     for unit_type in args.unit_types:
         if sizes:
@@ -181,11 +200,27 @@ def gf_cases(args, sizes=None):
                 base,
             )
         )
+        if not sizes and unit_type != "tanh" and gpu_present():
+            # The same loop without the cuDNN kernel: the generic RNN loop
+            # that GatedFeedbackRNN runs too.
+            out.append(
+                Case(
+                    f"{base}, cuDNN off",
+                    lambda u=unit_type, k=base_units: lm(
+                        builtin_stack(u, k, n, use_cudnn=False)
+                    ),
+                    out[-1].forward_flops,
+                    base,
+                )
+            )
         fb = flops.gated_feedback(unit_type, b, t, e, gf_units, n, True)
         fb += flops.dense(b * t, gf_units, args.vocab)
         variants = [("feedback", True, False)]
         if not sizes:
-            variants += [("feedback, XLA step", True, True)]
+            if backend == "tensorflow":
+                # JAX compiles every train step with XLA anyway (and without
+                # it retraces every scan at every call); torch has no XLA.
+                variants += [("feedback, XLA step", True, True)]
             variants += [("stacked", False, False)]
         for label, feedback, jit in variants:
             count = (
@@ -199,8 +234,8 @@ def gf_cases(args, sizes=None):
             out.append(
                 Case(
                     f"GF-{unit_type} {n}x{gf_units} {label}",
-                    lambda u=unit_type, k=gf_units, f=feedback, j=jit: lm(
-                        [gf_layer(u, k, n, f, j)]
+                    functools.partial(
+                        gf_model, unit_type, gf_units, feedback, jit
                     ),
                     count,
                     base,
@@ -287,9 +322,11 @@ def clockwork_cases(args):
 
 def renet_cases(args):
     b, s, c, u, p = args.img_batch, args.img_size, 3, args.renet_units, 2
+    cell = args.renet_cell
     shape = (s, s, c)
-    base = f"hand-written Bidirectional(GRU) sweeps ({u} units)"
-    rn = flops.renet(b, s, s, c, u, p) + flops.dense(b, 2 * u, 10)
+    name = BUILTIN[cell].__name__
+    base = f"hand-written Bidirectional({name}) sweeps ({u} units)"
+    rn = flops.renet(b, s, s, c, u, p, cell) + flops.dense(b, 2 * u, 10)
     width = args.conv_width
     convs = [
         keras.layers.Conv2D(width, 3, padding="same", activation="relu"),
@@ -303,19 +340,31 @@ def renet_cases(args):
         + flops.conv2d(b, s // 2, s // 2, 2 * width, 2 * width, 3)
         + flops.dense(b, 2 * width, 10)
     )
-    cases = [
-        Case(
-            base,
-            lambda: classifier([HandWrittenReNet(u, p)], shape),
-            rn,
-            base,
-        ),
-        Case(
-            f"ReNet2D({u}, patch {p}, GRU)",
-            lambda: classifier([ReNet2D(u, patch_size=p)], shape),
-            rn,
-            base,
-        ),
+    cudnn = ("auto", False) if gpu_present() else ("auto",)
+    cases = []
+    for use_cudnn in cudnn:
+        label = "" if use_cudnn == "auto" else ", cuDNN off"
+        cases.append(
+            Case(
+                base + label,
+                lambda c=use_cudnn: classifier(
+                    [HandWrittenReNet(u, p, cell, use_cudnn=c)], shape
+                ),
+                rn,
+                base,
+            )
+        )
+        cases.append(
+            Case(
+                f"ReNet2D({u}, patch {p}, {name}){label}",
+                lambda c=use_cudnn: classifier(
+                    [ReNet2D(u, patch_size=p, cell=cell, use_cudnn=c)], shape
+                ),
+                rn,
+                base,
+            )
+        )
+    cases += [
         Case(
             f"Conv2D net ({width}-{2 * width}-{2 * width} filters)",
             lambda: classifier(convs, shape),
@@ -369,20 +418,45 @@ def layer_cases(args, depths):
 
 
 # ---------------------------------------------------------------- measuring
-def dense_matmul_gflops(args):
+def gpu_present():
+    """Whether the Keras backend computes on a GPU."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def dense_matmul_gflops(args, batch=20):
     """GFLOP/s of one dense matmul of the char-LM's gate shape:
-    (B*T, H) @ (H, 4H), median of repeats, in this process."""
+    (B*T, H) @ (H, 4H), in this process: median over repeats of `batch`
+    products queued back to back, then one element read back (which waits
+    for a GPU to finish them all without timing a large copy)."""
     m, k, n = args.batch * args.steps, args.units, 4 * args.units
     rng = np.random.default_rng(0)
     a = ops.convert_to_tensor(rng.normal(size=(m, k)).astype("float32"))
     w = ops.convert_to_tensor(rng.normal(size=(k, n)).astype("float32"))
-    for _ in range(3):
-        ops.convert_to_numpy(ops.matmul(a, w))
+
+    def run():
+        for _ in range(batch):
+            out = ops.matmul(a, w)
+        ops.convert_to_numpy(out[0, 0])
+
+    run()
     times = []
-    for _ in range(max(args.repeats, 5) * 4):
+    for _ in range(max(args.repeats, 5)):
         start = time.perf_counter()
-        ops.convert_to_numpy(ops.matmul(a, w))
-        times.append(time.perf_counter() - start)
+        run()
+        times.append((time.perf_counter() - start) / batch)
     return {
         "shape": f"({m}x{k}) @ ({k}x{n})",
         "gflops": flops.dense(m, k, n) / statistics.median(times) / 1e9,
@@ -390,17 +464,34 @@ def dense_matmul_gflops(args):
 
 
 def peak_memory(model, x, y):
-    """Peak bytes allocated by TensorFlow during one train step (None on
-    other backends)."""
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
+    """Peak bytes allocated during one train step by TensorFlow (CPU or
+    GPU) or by torch on a GPU; None where the backend cannot tell (JAX
+    cannot reset its peak)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
-    tf.config.experimental.reset_memory_stats(device)
-    before = tf.config.experimental.get_memory_info(device)["current"]
-    model.train_on_batch(x, y)
-    return tf.config.experimental.get_memory_info(device)["peak"] - before
+        device = "GPU:0" if gpu_present() else "CPU:0"
+        try:
+            tf.config.experimental.reset_memory_stats(device)
+        except ValueError:
+            # TensorFlow's default CPU allocator keeps no statistics unless
+            # oneDNN's is used (its default on Intel CPUs, not on AMD) or
+            # TF_CPU_ALLOCATOR_USE_BFC=true.
+            return None
+        before = tf.config.experimental.get_memory_info(device)["current"]
+        model.train_on_batch(x, y)
+        return tf.config.experimental.get_memory_info(device)["peak"] - before
+    if backend == "torch" and gpu_present():
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        model.train_on_batch(x, y)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    return None
 
 
 def inputs_for(case, x, y, args):
@@ -518,6 +609,14 @@ def targets(results, args):
         out.append(
             (f"GF-{unit_type} train / keras stacked", ratio(ours, base), 1.25)
         )
+        plain = find(gf, f"keras {BUILTIN[unit_type].__name__}", "cuDNN off")
+        out.append(
+            (
+                f"GF-{unit_type} train / keras stacked, cuDNN off",
+                ratio(ours, plain),
+                1.25,
+            )
+        )
         out.append(
             (f"GF-{unit_type} train / naive cell", ratio(ours, naive), 0.6)
         )
@@ -571,14 +670,35 @@ def machine():
 
 
 def device_names():
-    if keras.backend.backend() != "tensorflow":
-        return [keras.backend.backend()]
-    import tensorflow as tf
+    """The backend's version and the GPUs it computes on (or "CPU only")."""
+    backend = keras.backend.backend()
+    gpus = []
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
-    names = [f"tensorflow {tf.__version__}"]
-    names += [g.name for g in gpus] or ["CPU only"]
-    return names
+        names = [f"tensorflow {tf.__version__}"]
+        gpus = [
+            tf.config.experimental.get_device_details(g).get("device_name")
+            for g in tf.config.list_physical_devices("GPU")
+        ]
+    elif backend == "jax":
+        import jax
+
+        names = [f"jax {jax.__version__}"]
+        if gpu_present():
+            gpus = [d.device_kind for d in jax.devices()]
+    elif backend == "torch":
+        import torch
+
+        names = [f"torch {torch.__version__}"]
+        if gpu_present():
+            gpus = [
+                torch.cuda.get_device_name(),
+                f"cuDNN {torch.backends.cudnn.version()}",
+            ]
+    else:
+        names = [backend]
+    return names + (gpus or ["CPU only"])
 
 
 def parse(argv=None):
@@ -607,6 +727,7 @@ def parse(argv=None):
     parser.add_argument("--img-batch", type=int, default=32)
     parser.add_argument("--img-size", type=int, default=32)
     parser.add_argument("--renet-units", type=int, default=64)
+    parser.add_argument("--renet-cell", choices=["gru", "lstm"], default="gru")
     parser.add_argument("--conv-width", type=int, default=64)
     parser.add_argument("--scale-units", type=int, default=128)
     parser.add_argument("--scale-steps", type=int, default=50)

@@ -93,3 +93,51 @@ def test_paper_size_cases_build_the_sizes_they_name():
             assert [r.units for r in rnns] == [units] * layers, case.name
         flops = 3 * case.forward_flops
         assert flops > 0
+
+
+def test_gpu_rows_build_the_models_they_name(monkeypatch):
+    """With a GPU the suites add cuDNN-off rows; check them on any machine
+    by pretending one is there."""
+    from benchmarks import run
+
+    monkeypatch.setattr(run, "gpu_present", lambda: True)
+    args = run.parse(["--quick", "--unit-types", "lstm"])
+    cases, _, _ = run.gf_cases(args)
+    names = [case.name for case in cases]
+    assert "keras LSTM 3x16, cuDNN off" in names
+    off = cases[names.index("keras LSTM 3x16, cuDNN off")].build()
+    rnns = [layer for layer in off.layers if hasattr(layer, "cell")]
+    assert [r.use_cudnn for r in rnns] == [False] * 3
+    cases, _, _ = run.renet_cases(args)
+    by_name = {case.name: case for case in cases}
+    model = by_name["ReNet2D(8, patch 2, GRU), cuDNN off"].build()
+    assert model.layers[0].use_cudnn is False
+    model = by_name[
+        "hand-written Bidirectional(GRU) sweeps (8 units), cuDNN off"
+    ].build()
+    assert model.layers[0].vertical.forward_layer.use_cudnn is False
+
+
+def test_quick_run_writes_markdown_and_json(tmp_path):
+    import json
+
+    from benchmarks import run
+
+    md, js = tmp_path / "bench.md", tmp_path / "bench.json"
+    argv = ["--quick", "--suite", "renet", "--markdown", str(md)]
+    results = run.main(argv + ["--json", str(js)])
+    rows = results["renet"]
+    assert [r["model"] for r in rows][:2] == [
+        "hand-written Bidirectional(GRU) sweeps (8 units)",
+        "ReNet2D(8, patch 2, GRU)",
+    ]
+    for row in rows:
+        assert row["train_ms"] > 0 and row["infer_ms"] > 0
+        assert row["gflops"] > 0 and row["params"] > 0
+    assert rows[0]["train_ratio"] == 1.0
+    text = md.read_text()
+    assert "| ReNet2D(8, patch 2, GRU) |" in text
+    assert "ReNet2D train / hand-written sweeps" in text
+    saved = json.loads(js.read_text())
+    assert saved["results"]["renet"][1]["model"] == rows[1]["model"]
+    assert saved["dense"]["gflops"] > 0
