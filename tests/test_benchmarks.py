@@ -25,9 +25,12 @@ def test_gated_feedback_counts_every_weight_matrix(unit_type, feedback):
     )
     layer.build((B, T, D))
     weights = layer.cell.fused_weights()
-    # Stacked (L, H, N) or split into column groups: every element once.
-    recurrent = keras.tree.flatten(weights.recurrent_kernels)
-    expected = matmul_flops(weights.input_kernels + recurrent)
+    kernels = weights.input_kernels + weights.own_kernels
+    if feedback:
+        kernels += weights.feedback_kernels + [weights.gate_kernel]
+    # Every matmul of the loop once (the gate spreading `g @ expand` is
+    # element-wise work written as a matmul, left out like activations).
+    expected = matmul_flops([k for k in kernels if k is not None])
     assert flops.gated_feedback(unit_type, B, T, D, 7, 3, feedback) == expected
 
 
