@@ -646,6 +646,8 @@ def targets(results, args):
             1.05,
         )
     )
+    if all(value is None for _, value, _ in out):
+        return ""
     lines = ["| target | measured | aim | met |", "|---|---:|---:|---|"]
     for name, value, aim in out:
         if value is None:
@@ -819,6 +821,7 @@ def main(argv=None):
     }
     for suite in args.suite:
         title, make, extra = specs[suite]
+        start = time.perf_counter()
         cases, x, y = make()
         rows = time_cases(cases, x, y, args, dense)
         for row in rows:
@@ -827,8 +830,18 @@ def main(argv=None):
         results[suite] = rows
         sections += ["", f"### {title}", "", table(rows, extra)]
         print("\n".join(sections[-4:]), flush=True)
-    sections += ["", "### Targets (this run)", "", targets(results, args)]
-    print("\n".join(sections[-4:]))
+        print(f"({suite}: {time.perf_counter() - start:.0f} s)", flush=True)
+        # Written after every suite: a run cut short keeps what it measured.
+        write(args, sections, results, dense)
+    goals = targets(results, args)
+    if goals:
+        sections += ["", "### Targets (this run)", "", goals]
+        print("\n".join(sections[-4:]))
+        write(args, sections, results, dense)
+    return results
+
+
+def write(args, sections, results, dense):
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(sections) + "\n")
@@ -844,7 +857,6 @@ def main(argv=None):
                 f,
                 indent=2,
             )
-    return results
 
 
 def lm_inputs(cases, args, steps=None):
