@@ -1,7 +1,6 @@
 """Gated Feedback RNN (Chung, Gulcehre, Cho and Bengio, ICML 2015)."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_gfrnn import _fused
@@ -191,8 +190,6 @@ class GatedFeedbackCell(keras.layers.Layer):
 
         sizes = self.layer_units
         self._num_blocks = _NUM_BLOCKS[self.unit_type]
-        # Row i spreads layer i's global gate over its units in h*.
-        self._expand = np.repeat(np.eye(self.num_layers), sizes, axis=1)
         self._fused_context = None
         self.state_size = list(sizes) * (2 if self.unit_type == "lstm" else 1)
         self.output_size = (
@@ -319,21 +316,19 @@ class GatedFeedbackCell(keras.layers.Layer):
         - `input_kernels[j]`: `(d_j, G*H_j [+ L])` with columns
           `[same-layer gates | candidate | global gate logits w_g^{.->j}]`,
           and `input_biases[j]` (or `None`);
-        - `own_kernels[j]`: what layer j's own `h^j_{t-1}` is multiplied
-          by: its gates' `recurrent_kernel_{j}` (`None` for tanh), and
-          without feedback also `U^{j->j}` after them;
-        - with feedback, `feedback_kernels[j]` (`feedback_kernel_{j}`,
-          `(S, H_j)`), `gate_kernel` (`(S, L*L)`: every layer's
-          `gate_recurrent_kernel`, side by side) and `expand` (`(L, S)`:
-          row i is 1 over layer i's units, so `g @ expand` spreads the L
-          global gates of a layer over `h*`).
+        - `recurrent_kernels[i]`: everything that multiplies `h^i_{t-1}`,
+          side by side: with feedback `(H_i, (G-1)*H_i + S + L*L)`, columns
+          `[same-layer gates of i | U^{i->1} ... U^{i->L} | u_g^{i->1} ...
+          u_g^{i->L}]` (each `u_g^{i->j}` block is L columns, one per
+          gate of layer j); without feedback `[same-layer gates | U^{i->i}]`.
 
-        Every recurrent product is a plain matmul: TensorFlow's batched
-        matmul (and its gradient) ran at half the speed of separate
-        matmuls on a 2-core CPU without oneDNN.
+        So a step reads `h*_{t-1}` with one plain matmul per layer. Plain,
+        not batched: TensorFlow's batched matmul (and its gradient) ran at
+        half the speed of separate matmuls on a 2-core CPU without oneDNN.
         """
         sizes = self.layer_units
-        input_kernels, input_biases, own = [], [], []
+        offsets = [sum(sizes[:i]) for i in range(self.num_layers)]
+        input_kernels, input_biases, recurrent = [], [], []
         for j, units in enumerate(sizes):
             kernel = self._to_step_order(self.kernels[j], units)
             if self.feedback:
@@ -347,23 +342,18 @@ class GatedFeedbackCell(keras.layers.Layer):
             else:
                 input_biases.append(None)
             parts = [self.recurrent_kernels[j]] if self._num_blocks > 1 else []
-            if not self.feedback:
+            if self.feedback:
+                rows = slice(offsets[j], offsets[j] + units)
+                parts += [k[rows] for k in self.feedback_kernels]
+                parts += [k[rows] for k in self.gate_recurrent_kernels]
+            else:
                 parts.append(self.feedback_kernels[j])
-            own.append(ops.concatenate(parts, axis=1) if parts else None)
-        weights = _fused.FusedContext(
+            recurrent.append(ops.concatenate(parts, axis=1))
+        return _fused.FusedContext(
             input_kernels=input_kernels,
             input_biases=input_biases,
-            own_kernels=own,
+            recurrent_kernels=recurrent,
         )
-        if self.feedback:
-            weights.feedback_kernels = list(self.feedback_kernels)
-            weights.gate_kernel = ops.concatenate(
-                self.gate_recurrent_kernels, axis=1
-            )
-            weights.expand = ops.convert_to_tensor(
-                self._expand, dtype=self.compute_dtype
-            )
-        return weights
 
     def project_inputs(self, inputs, weights, layer=0):
         """Input projection of `layer` (0-based) for any leading shape."""
@@ -440,10 +430,9 @@ class GatedFeedbackCell(keras.layers.Layer):
     def step(self, projected, states, weights, input_masks, recurrent_masks):
         """One step given layer 1's projected input; see `fused_weights`.
 
-        With feedback, layer j's feedback term is one matmul of the gated
-        `h*`: `F^j = (h* * (g^j @ expand)) @ feedback_kernel_{j}`, which is
-        `sum_i g^{i->j} U^{i->j} h^i` (each gate scales the rows of its
-        source layer).
+        Every product with `h*_{t-1}` comes first, from one matmul per
+        source layer i (none of them waits for the current step); layer j
+        then only weighs the products `U^{i->j} h^i` with its gates.
         """
         sizes = self.layer_units
         layers = self.num_layers
@@ -454,11 +443,26 @@ class GatedFeedbackCell(keras.layers.Layer):
         reads = hidden
         if recurrent_masks is not None:
             reads = [h * m for h, m in zip(hidden, recurrent_masks)]
+        own = [
+            ops.matmul(h, k) for h, k in zip(reads, weights.recurrent_kernels)
+        ]
         if self.feedback:
-            h_star = ops.concatenate(reads, axis=-1) if layers > 1 else reads[0]
-            gate_reads = ops.split(
-                ops.matmul(h_star, weights.gate_kernel), layers, axis=-1
-            )
+            # own[i] -> [same-layer gates of i | U^{i->j} h^i for every j |
+            # gate logits]; products[j][i] = U^{i->j} h^i.
+            products = [[] for _ in sizes]
+            gate_reads = None
+            for i, units in enumerate(sizes):
+                start = (self._num_blocks - 1) * units
+                cuts = [start + sum(sizes[: k + 1]) for k in range(layers)]
+                pieces = ops.split(own[i], [start] + cuts, axis=-1)
+                own[i] = pieces[0]
+                for j in range(layers):
+                    products[j].append(pieces[1 + j])
+                logits = pieces[-1]
+                gate_reads = (
+                    logits if gate_reads is None else gate_reads + logits
+                )
+            gate_reads = ops.split(gate_reads, layers, axis=-1)
 
         new_hidden, new_cells = [], []
         below = None
@@ -470,23 +474,22 @@ class GatedFeedbackCell(keras.layers.Layer):
                     below = below * input_masks[j]
                 x = self.project_inputs(below, weights, layer=j)
             ng = (self._num_blocks - 1) * units
-            own = None
-            if weights.own_kernels[j] is not None:
-                own = ops.matmul(reads[j], weights.own_kernels[j])
             if self.feedback:
                 x_own, x_cand, x_gate = ops.split(x, [ng, ng + units], -1)
                 g = self.recurrent_activation(x_gate + gate_reads[j])
-                gated = h_star * ops.matmul(g, weights.expand)
-                fb = ops.matmul(gated, weights.feedback_kernels[j])
-                pre_gates = x_own + own if ng else None
+                g = ops.split(g, layers, axis=-1) if layers > 1 else [g]
+                fb = g[0] * products[j][0]
+                for i in range(1, layers):
+                    fb = fb + g[i] * products[j][i]
+                pre_gates = x_own + own[j] if ng else None
             elif self.unit_type == "gru":
                 x_own, x_cand = ops.split(x, [ng], axis=-1)
-                own_gates, fb = ops.split(own, [ng], axis=-1)
+                own_gates, fb = ops.split(own[j], [ng], axis=-1)
                 pre_gates = x_own + own_gates
             else:
                 # LSTM / tanh: [gates | candidate] of x and of the recurrent
                 # read line up, so add once and split.
-                z = x + own
+                z = x + own[j]
                 if ng:
                     pre_gates, x_cand = ops.split(z, [ng], axis=-1)
                 else:

@@ -25,12 +25,8 @@ def test_gated_feedback_counts_every_weight_matrix(unit_type, feedback):
     )
     layer.build((B, T, D))
     weights = layer.cell.fused_weights()
-    kernels = weights.input_kernels + weights.own_kernels
-    if feedback:
-        kernels += weights.feedback_kernels + [weights.gate_kernel]
-    # Every matmul of the loop once (the gate spreading `g @ expand` is
-    # element-wise work written as a matmul, left out like activations).
-    expected = matmul_flops([k for k in kernels if k is not None])
+    # Every matmul of the loop, each weight element once.
+    expected = matmul_flops(weights.input_kernels + weights.recurrent_kernels)
     assert flops.gated_feedback(unit_type, B, T, D, 7, 3, feedback) == expected
 
 

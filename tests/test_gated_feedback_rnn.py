@@ -40,8 +40,13 @@ def numpy_gf_rnn(
     initial_state=None,
     mask=None,
     go_backwards=False,
+    dropout_masks=None,
 ):
-    """Returns (outputs over time (B, T, out), final states list)."""
+    """Returns (outputs over time (B, T, out), final states list).
+
+    `dropout_masks=(input_masks, recurrent_masks)`: `input_masks[j]`
+    multiplies layer j's input, `recurrent_masks[i]` multiplies
+    `h^i_{t-1}` wherever it is read (not the carried state)."""
     batch, steps, _ = x.shape
     layers = len(sizes)
     offsets = np.cumsum([0] + list(sizes))
@@ -55,13 +60,19 @@ def numpy_gf_rnn(
     out_size = sizes[-1] if output == "top" else sum(sizes)
     prev_out = np.zeros((batch, out_size))
     outputs = []
+    input_masks, recurrent_masks = dropout_masks or (None, None)
     for t in order:
-        h_star = np.concatenate(h, axis=1)
+        read = h
+        if recurrent_masks is not None:
+            read = [a * m for a, m in zip(h, recurrent_masks)]
+        h_star = np.concatenate(read, axis=1)
         below = x[:, t].astype("float64")
         new_h, new_c = [], []
         for j in range(layers):
             n = sizes[j]
             k = j + 1
+            if input_masks is not None:
+                below = below * input_masks[j]
             wx = below @ weights[f"kernel_{k}"] + weights.get(f"bias_{k}", 0.0)
             if feedback:
                 u = weights[f"feedback_kernel_{k}"]
@@ -71,21 +82,21 @@ def numpy_gf_rnn(
                     + weights.get(f"gate_bias_{k}", 0.0)
                 )
                 fb = sum(
-                    g[:, i : i + 1] * (h[i] @ u[offsets[i] : offsets[i + 1]])
+                    g[:, i : i + 1] * (read[i] @ u[offsets[i] : offsets[i + 1]])
                     for i in range(layers)
                 )
             else:
-                fb = h[j] @ weights[f"feedback_kernel_{k}"]
+                fb = read[j] @ weights[f"feedback_kernel_{k}"]
             if unit_type == "tanh":
                 hj = np.tanh(wx + fb)
             elif unit_type == "gru":
-                rec = h[j] @ weights[f"recurrent_kernel_{k}"]
+                rec = read[j] @ weights[f"recurrent_kernel_{k}"]
                 z = _sigmoid(wx[:, :n] + rec[:, :n])
                 r = _sigmoid(wx[:, n : 2 * n] + rec[:, n:])
                 cand = np.tanh(wx[:, 2 * n :] + r * fb)
                 hj = z * h[j] + (1 - z) * cand
             else:
-                rec = h[j] @ weights[f"recurrent_kernel_{k}"]
+                rec = read[j] @ weights[f"recurrent_kernel_{k}"]
                 i_g = _sigmoid(wx[:, :n] + rec[:, :n])
                 f_g = _sigmoid(wx[:, n : 2 * n] + rec[:, n : 2 * n])
                 o_g = _sigmoid(wx[:, 3 * n :] + rec[:, 2 * n :])
@@ -166,6 +177,50 @@ def test_correctness(unit_type, feedback, output):
         feedback=feedback,
         output=output,
     )
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+@pytest.mark.parametrize("feedback", [True, False])
+def test_dropout_masks_follow_the_equations(unit_type, feedback, monkeypatch):
+    """Given the masks, training output is the reference with the inputs
+    and every read of h*_{t-1} masked (the carried state is not)."""
+    x = make_inputs()
+    sizes = [4, 3]
+    layer = GatedFeedbackRNN(
+        sizes,
+        unit_type=unit_type,
+        feedback=feedback,
+        dropout=0.3,
+        recurrent_dropout=0.4,
+        return_sequences=True,
+        return_state=True,
+    )
+    layer.build(x.shape)
+    weights = randomize(layer)
+    rng = np.random.default_rng(5)
+    input_masks = [(rng.random((3, d)) > 0.3) / 0.7 for d in (5, 4)]
+    recurrent_masks = [(rng.random((3, n)) > 0.4) / 0.6 for n in sizes]
+
+    def fixed_masks(batch_size, training):
+        assert training
+        return [
+            [keras.ops.convert_to_tensor(m, "float32") for m in masks]
+            for masks in (input_masks, recurrent_masks)
+        ]
+
+    monkeypatch.setattr(layer.cell, "dropout_masks", fixed_masks)
+    got = run_layer(layer, x, training=True)
+    expected, states = numpy_gf_rnn(
+        weights,
+        x,
+        sizes,
+        unit_type,
+        feedback,
+        dropout_masks=(input_masks, recurrent_masks),
+    )
+    np.testing.assert_allclose(got[0], expected, atol=1e-5)
+    for g, e in zip(got[1:], states):
+        np.testing.assert_allclose(g, e, atol=1e-5)
 
 
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
