@@ -76,11 +76,11 @@ class GatedFeedbackCell(keras.layers.Layer):
     baseline).
 
     This cell works on its own inside `keras.layers.RNN` and gives the same
-    numbers as `GatedFeedbackRNN`, which runs a fused version of it (one input
-    projection for all time steps, one batched matmul per step for every term
-    that reads `h*_{t-1}`). Used on its own, the cell draws its dropout masks
-    at every step; `GatedFeedbackRNN` draws one mask per sequence, as
-    `keras.layers.LSTM` does.
+    numbers as `GatedFeedbackRNN`, which runs a fused version of it (one
+    input projection for all time steps; every term that reads `h^i_{t-1}`
+    from one matmul per layer i at each step). Used on its own, the cell
+    draws its dropout masks at every step; `GatedFeedbackRNN` draws one mask
+    per sequence, as `keras.layers.LSTM` does.
 
     Args:
         units: Positive integer (the size of every layer, with `num_layers`)
@@ -605,8 +605,9 @@ class GatedFeedbackRNN(CellRNN):
 
     The layer is fused: the first layer's input projection for every time
     step is one matmul before the loop, and every term that reads
-    `h*_{t-1}` (same-layer gates, all feedback kernels, all global gates) is
-    one batched matmul per step.
+    `h^i_{t-1}` (its same-layer gates, the feedback products `U^{i->j} h^i`
+    for every j, its share of every global gate) comes from one matmul per
+    layer i at each step.
 
     Masking: at a masked time step every layer's state (h and c) is carried
     over unchanged and the output repeats the previous output, as in
