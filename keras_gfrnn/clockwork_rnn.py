@@ -289,13 +289,15 @@ class ClockworkRNN(CellRNN):
 
     Inactive modules cost nothing: when the clock starts at 0 (no
     `initial_state`, not `stateful`), no mask and no recurrent dropout, the
-    layer projects every step's input in one matmul, then loops over blocks
-    of `clock_cycle` steps in which every offset is unrolled and computes
-    only the modules active there. Clock cycles over 256 steps run module by
-    module from the slowest, each module scanning only its own ticks with
-    its `m x m` recurrence. Otherwise (masks, a runtime clock offset) it runs
-    `ClockworkCell` step by step inside `keras.layers.RNN`; every path gives
-    the same numbers.
+    layer projects every step's input in one matmul, then computes at each
+    step only the modules active there (a static set), keeping the state
+    per module. A sequence of static length up to 1024 steps is unrolled
+    whole; a longer one, or one of unknown length, loops over blocks of
+    `clock_cycle` steps unrolled inside, and with clock cycles over 256
+    steps runs module by module from the slowest, each module scanning only
+    its own ticks with its `m x m` recurrence. Otherwise (masks, a runtime
+    clock offset) it runs `ClockworkCell` step by step inside
+    `keras.layers.RNN`; every path gives the same numbers.
 
     Masking: a masked step changes nothing and does not advance the clock.
     `stateful=True` carries the clock across batches; `reset_states()`
@@ -317,8 +319,9 @@ class ClockworkRNN(CellRNN):
         return_sequences, return_state, go_backwards, stateful, unroll: As in
             `keras.layers.SimpleRNN`.
         jit_compile: `"auto"` (default), `True` or `False`. `True` compiles
-            the fast path's loop body (one unrolled clock cycle, or one tick
-            of a module) with XLA on the TensorFlow backend; `"auto"` does so
+            the fast path with XLA on the TensorFlow backend (the whole
+            unrolled sequence, or the body of its loop: one clock cycle, or
+            one tick of a module); `"auto"` does so
             when TensorFlow sees a GPU. Numbers agree with the uncompiled
             path to float rounding.
 
@@ -452,7 +455,10 @@ class ClockworkRNN(CellRNN):
         if cell.bias is not None:
             projected = projected + cell.bias
         h0, counter = initial_state
-        if cell.clock_cycle <= MAX_UNROLLED_CYCLE:
+        static_steps = x.shape[1]
+        if static_steps is not None and static_steps <= MAX_UNROLLED_STEPS:
+            outputs = self._unrolled(projected, h0)
+        elif cell.clock_cycle <= MAX_UNROLLED_CYCLE:
             outputs = self._by_blocks(projected, h0, steps)
         else:
             outputs = self._by_modules(projected, h0, steps)
@@ -461,6 +467,67 @@ class ClockworkRNN(CellRNN):
             counter + ops.cast(steps, counter.dtype), cell.clock_cycle
         )
         return last, outputs, [last, counter]
+
+    def _unrolled(self, projected, h0):
+        """A static length, every step unrolled: at step t only the modules
+        active at t are computed (a static set), each from its own input
+        ticks and the concatenated states of the modules it reads.
+
+        The states are kept per module, so no step slices or merges the
+        full state, and no transpose or loop op is needed: the gradient is
+        as plain as the forward pass. With `jit_compile` it is one XLA
+        program.
+        """
+        cell = self.cell
+        m = cell.module_size
+        periods = cell.periods
+        w = cell.masked_recurrent_kernel()
+        plans = {}  # active modules -> (first sending module, weights)
+        for t in range(min(projected.shape[1], cell.clock_cycle)):
+            active = tuple(i for i, p in enumerate(periods) if t % p == 0)
+            if active and active not in plans:
+                runs = _runs(active)
+                cols = [w[:, a * m : b * m] for a, b in runs]
+                cols = (
+                    ops.concatenate(cols, axis=1) if len(cols) > 1 else cols[0]
+                )
+                plans[active] = (active[0], cols[active[0] * m :])
+        order = list(plans)
+
+        def unrolled(projected, h0, plan_weights):
+            steps = projected.shape[1]
+            # Each module's input at its own ticks only.
+            drive = []
+            for i, u in enumerate(ops.split(projected, len(periods), -1)):
+                ticks = u[:, :: periods[i]] if periods[i] > 1 else u
+                drive.append(ops.unstack(ticks, axis=1))
+            states = ops.split(h0, len(periods), axis=-1)
+            current = h0
+            outputs = []
+            for t in range(steps):
+                active = tuple(i for i, p in enumerate(periods) if t % p == 0)
+                if active:
+                    first = active[0]
+                    weights = plan_weights[order.index(active)]
+                    senders = current
+                    if first > 0:  # module i reads modules i, i+1, ...
+                        senders = _concat(states[first:])
+                    inputs = _concat(
+                        [drive[i][t // periods[i]] for i in active]
+                    )
+                    a = cell.activation(inputs + ops.matmul(senders, weights))
+                    pieces = [a]
+                    if len(active) > 1:
+                        pieces = ops.split(a, len(active), axis=-1)
+                    for i, piece in zip(active, pieces):
+                        states[i] = piece
+                    current = _concat(states)
+                outputs.append(current)
+            return ops.stack(outputs, axis=1)
+
+        if _fused.uses_xla(self.jit_compile):
+            unrolled = _fused.xla_compiled(self, "_xla_steps", unrolled)
+        return unrolled(projected, h0, [plans[a][1] for a in order])
 
     def _by_blocks(self, projected, h0, steps):
         """A loop over blocks of `clock_cycle` steps; inside a block every
@@ -516,20 +583,6 @@ class ClockworkRNN(CellRNN):
 
         plan_weights = [plans[active][2] for active in order]
         xla = _fused.uses_xla(self.jit_compile)
-        if xla and isinstance(blocks, int) and blocks <= MAX_UNROLLED_BLOCKS:
-            # A static number of blocks: unroll them too and compile the
-            # whole loop as one XLA program (no loop op, so its gradient
-            # compiles as well).
-            def unrolled(h, padded, plan_weights):
-                outs = []
-                for b in range(padded.shape[0]):
-                    h, out = block(h, padded[b], plan_weights)
-                    outs.append(out)
-                return ops.stack(outs)
-
-            loop = _fused.xla_compiled(self, "_xla_blocks", unrolled)
-            outputs = loop(h0, padded, plan_weights)
-            return self._unblock(outputs, blocks, steps)
         if xla:
             block = _fused.xla_compiled(self, "_xla_block", block)
 
@@ -588,11 +641,15 @@ class ClockworkRNN(CellRNN):
         return ops.concatenate(held, axis=-1)
 
 
-# Clock cycles up to this many steps are unrolled inside a block.
+# Sequences of a static length up to this many steps are unrolled whole.
+MAX_UNROLLED_STEPS = 1024
+# Longer ones (or of an unknown length) loop over blocks of a clock cycle,
+# unrolled inside, for cycles up to this many steps.
 MAX_UNROLLED_CYCLE = 256
-# With jit_compile, up to this many blocks (static length) are unrolled
-# into one XLA program.
-MAX_UNROLLED_BLOCKS = 16
+
+
+def _concat(tensors):
+    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, -1)
 
 
 def _runs(modules):

@@ -124,6 +124,30 @@ def test_fast_path_equals_reference_path(periods, go_backwards):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.parametrize("periods", PERIOD_SETS)
+def test_loop_over_clock_cycles_equals_the_equations(periods, monkeypatch):
+    """Sequences too long to unroll whole, or of a length unknown when
+    traced, loop over blocks of one clock cycle: the same numbers."""
+    from keras_gfrnn import clockwork_rnn
+
+    x = seq()
+    layer = make(periods)
+    layer.build(x.shape)
+    w = randomize(layer, seed=4)
+    exp_out, exp_h, _ = numpy_cwrnn(w, x, periods)
+    monkeypatch.setattr(clockwork_rnn, "MAX_UNROLLED_STEPS", 4)
+    out, h, _ = numpy_out(layer, x)
+    np.testing.assert_allclose(out, exp_out, atol=1e-5)
+    np.testing.assert_allclose(h, exp_h, atol=1e-5)
+    monkeypatch.undo()
+    unknown_length = tf.function(
+        layer, input_signature=[tf.TensorSpec((None, None, x.shape[-1]))]
+    )
+    out, h, _ = keras.tree.map_structure(np.asarray, unknown_length(x))
+    np.testing.assert_allclose(out, exp_out, atol=1e-5)
+    np.testing.assert_allclose(h, exp_h, atol=1e-5)
+
+
 def test_modules_change_only_on_their_ticks():
     """Paper property: module i changes only at t with t mod T_i == 0."""
     periods = (1, 2, 3, 4)
@@ -362,11 +386,13 @@ def test_invalid_inputs():
         layer(x, initial_state=[np.zeros((3, 8), "float32")])
 
 
-def test_long_clock_cycle_runs_module_by_module():
-    """lcm(1, 17, 19) = 323 is too long to unroll: the module-by-module
-    path runs, and matches the equations and the step-by-step path."""
+def test_long_clock_cycle_runs_module_by_module(monkeypatch):
+    """lcm(1, 17, 19) = 323 is too long to unroll in a loop: a sequence too
+    long to unroll whole runs module by module, and matches the equations
+    and the step-by-step path."""
     from keras_gfrnn import clockwork_rnn
 
+    monkeypatch.setattr(clockwork_rnn, "MAX_UNROLLED_STEPS", 16)
     periods = (1, 17, 19)
     x = seq(steps=45)
     layer = make(periods, go_backwards=False)
@@ -387,12 +413,15 @@ def test_long_clock_cycle_runs_module_by_module():
 @pytest.mark.parametrize(
     "periods,steps,compiled",
     [
-        ((1, 2, 4), 13, "_xla_blocks"),  # static length: one XLA program
-        ((1, 2, 4), 80, "_xla_block"),  # 20 blocks: a loop of XLA blocks
+        ((1, 2, 4), 13, "_xla_steps"),  # unrolled whole: one XLA program
+        ((1, 2, 4), 80, "_xla_block"),  # over 16 steps: a loop of blocks
         ((1, 17, 19), 40, "_xla_tick"),  # module by module
     ],
 )
-def test_jit_compile_matches_uncompiled(periods, steps, compiled):
+def test_jit_compile_matches_uncompiled(periods, steps, compiled, monkeypatch):
+    from keras_gfrnn import clockwork_rnn
+
+    monkeypatch.setattr(clockwork_rnn, "MAX_UNROLLED_STEPS", 16)
     x = seq(steps=steps)
     layer_checks.assert_jit_matches(
         lambda jit: ClockworkRNN(
