@@ -479,23 +479,15 @@ class ClockworkRNN(CellRNN):
         program.
         """
         cell = self.cell
-        m = cell.module_size
         periods = cell.periods
-        w = cell.masked_recurrent_kernel()
-        plans = {}  # active modules -> (first sending module, weights)
-        for t in range(min(projected.shape[1], cell.clock_cycle)):
-            active = tuple(i for i, p in enumerate(periods) if t % p == 0)
-            if active and active not in plans:
-                runs = _runs(active)
-                cols = [w[:, a * m : b * m] for a, b in runs]
-                cols = (
-                    ops.concatenate(cols, axis=1) if len(cols) > 1 else cols[0]
-                )
-                plans[active] = (active[0], cols[active[0] * m :])
-        order = list(plans)
+        # Every active set of any unrollable length (the compiled function
+        # below is created once and traced again for other lengths).
+        index, plan_weights = self._plans(
+            min(cell.clock_cycle, MAX_UNROLLED_STEPS)
+        )
 
         def unrolled(projected, h0, plan_weights):
-            steps = projected.shape[1]
+            schedule = self._schedule(projected.shape[1])
             # Each module's input at its own ticks only.
             drive = []
             for i, u in enumerate(ops.split(projected, len(periods), -1)):
@@ -504,11 +496,10 @@ class ClockworkRNN(CellRNN):
             states = ops.split(h0, len(periods), axis=-1)
             current = h0
             outputs = []
-            for t in range(steps):
-                active = tuple(i for i, p in enumerate(periods) if t % p == 0)
+            for t, active in enumerate(schedule):
                 if active:
                     first = active[0]
-                    weights = plan_weights[order.index(active)]
+                    weights = plan_weights[index[active]]
                     senders = current
                     if first > 0:  # module i reads modules i, i+1, ...
                         senders = _concat(states[first:])
@@ -527,7 +518,34 @@ class ClockworkRNN(CellRNN):
 
         if _fused.uses_xla(self.jit_compile):
             unrolled = _fused.xla_compiled(self, "_xla_steps", unrolled)
-        return unrolled(projected, h0, [plans[a][1] for a in order])
+        return unrolled(projected, h0, plan_weights)
+
+    def _schedule(self, steps):
+        """The modules active at each of `steps` steps from t = 0."""
+        return [
+            tuple(i for i, p in enumerate(self.cell.periods) if t % p == 0)
+            for t in range(steps)
+        ]
+
+    def _plans(self, steps):
+        """For every distinct set of active modules in the first `steps`
+        steps: its index in the weight list, and the weights it needs: the
+        masked recurrent kernel's columns of the active modules, from the
+        first active module's rows on (a module reads itself and slower
+        modules)."""
+        m = self.cell.module_size
+        w = self.cell.masked_recurrent_kernel()
+        schedule = self._schedule(steps)
+        index = {
+            a: k for k, a in enumerate(dict.fromkeys(filter(None, schedule)))
+        }
+        weights = [
+            _concat([w[:, a * m : b * m] for a, b in _runs(active)])[
+                active[0] * m :
+            ]
+            for active in index
+        ]
+        return index, weights
 
     def _by_blocks(self, projected, h0, steps):
         """A loop over blocks of `clock_cycle` steps; inside a block every
@@ -537,21 +555,8 @@ class ClockworkRNN(CellRNN):
         cell = self.cell
         cycle = cell.clock_cycle
         m = cell.module_size
-        w = cell.masked_recurrent_kernel()
-        plans = {}  # active modules -> (column runs, first row, weights)
-        schedule = []
-        for k in range(cycle):
-            active = tuple(i for i, p in enumerate(cell.periods) if k % p == 0)
-            if active and active not in plans:
-                runs = _runs(active)
-                cols = [w[:, a * m : b * m] for a, b in runs]
-                first = active[0] * m  # slower-or-equal modules send
-                plans[active] = (
-                    runs,
-                    first,
-                    ops.concatenate(cols, axis=1)[first:],
-                )
-            schedule.append(active)
+        schedule = self._schedule(cycle)
+        index, plan_weights = self._plans(cycle)
         blocks = -(-steps // cycle)
         padded = ops.pad(
             projected, [[0, 0], [0, blocks * cycle - steps], [0, 0]]
@@ -559,17 +564,15 @@ class ClockworkRNN(CellRNN):
         padded = ops.reshape(padded, (-1, blocks, cycle, cell.units))
         padded = ops.transpose(padded, (1, 0, 2, 3))  # (blocks, B, P, U)
 
-        order = list(plans)
-
         def block(h, drive, plan_weights):
             outs = []
             for k, u in enumerate(ops.unstack(drive, cycle, axis=1)):
                 if not schedule[k]:  # every module sleeps at this offset
                     outs.append(h)
                     continue
-                runs, first, _ = plans[schedule[k]]
-                weights = plan_weights[order.index(schedule[k])]
-                pre = ops.matmul(h[:, first:], weights)
+                runs = _runs(schedule[k])
+                weights = plan_weights[index[schedule[k]]]
+                pre = ops.matmul(h[:, schedule[k][0] * m :], weights)
                 if len(runs) > 1:
                     u = ops.concatenate(
                         [u[:, a * m : b * m] for a, b in runs], axis=1
@@ -581,7 +584,6 @@ class ClockworkRNN(CellRNN):
                 outs.append(h)
             return h, ops.stack(outs, axis=1)
 
-        plan_weights = [plans[active][2] for active in order]
         xla = _fused.uses_xla(self.jit_compile)
         if xla:
             block = _fused.xla_compiled(self, "_xla_block", block)

@@ -433,6 +433,23 @@ def test_jit_compile_matches_uncompiled(periods, steps, compiled, monkeypatch):
     )
 
 
+def test_jit_compile_with_several_static_lengths():
+    """The compiled function is created once per layer; a later call with
+    another static length (here: one reaching modules the first did not)
+    must trace it again with that length's schedule."""
+    periods = (1, 2, 4, 8)
+    plain = make(periods, jit_compile=False)
+    jitted = make(periods, jit_compile=True)
+    plain.build((None, None, 4))
+    jitted.build((None, None, 4))
+    randomize(plain, seed=6)
+    jitted.set_weights(plain.get_weights())
+    for steps in (3, 13):
+        x = seq(steps=steps)
+        for a, b in zip(numpy_out(jitted, x), numpy_out(plain, x)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_jit_compile_argument():
     layer = ClockworkRNN(4, num_modules=2)
     assert layer.jit_compile == "auto"
