@@ -190,6 +190,13 @@ class GatedFeedbackCell(keras.layers.Layer):
 
         sizes = self.layer_units
         self._num_blocks = _NUM_BLOCKS[self.unit_type]
+        # Split points of layer i's recurrent read (with feedback): its own
+        # gates, then U^{i->j} h^i for every j, then the gate logits.
+        ends = [sum(sizes[: k + 1]) for k in range(self.num_layers)]
+        self._read_splits = [
+            [(self._num_blocks - 1) * units + e for e in [0] + ends]
+            for units in sizes
+        ]
         self._fused_context = None
         self.state_size = list(sizes) * (2 if self.unit_type == "lstm" else 1)
         self.output_size = (
@@ -451,10 +458,8 @@ class GatedFeedbackCell(keras.layers.Layer):
             # gate logits]; products[j][i] = U^{i->j} h^i.
             products = [[] for _ in sizes]
             gate_reads = None
-            for i, units in enumerate(sizes):
-                start = (self._num_blocks - 1) * units
-                cuts = [start + sum(sizes[: k + 1]) for k in range(layers)]
-                pieces = ops.split(own[i], [start] + cuts, axis=-1)
+            for i in range(layers):
+                pieces = ops.split(own[i], self._read_splits[i], axis=-1)
                 own[i] = pieces[0]
                 for j in range(layers):
                     products[j].append(pieces[1 + j])
