@@ -408,6 +408,11 @@ class GatedFeedbackCell(keras.layers.Layer):
             s.value if isinstance(s, keras.Variable) else s for s in states
         ]
         context = self._fused_context
+        if context is not None and context.carries_output:
+            # The loop carries the previous output as an extra first state
+            # (see `GatedFeedbackRNN.inner_loop`).
+            output, new_states = self._fused_step(inputs, states[1:], context)
+            return output, [output] + list(new_states)
         if context is None:
             # Reference path: everything happens inside the step.
             weights = self.fused_weights()
@@ -417,21 +422,26 @@ class GatedFeedbackCell(keras.layers.Layer):
             if input_masks[0] is not None:
                 inputs = inputs * input_masks[0]
             projected = self.project_inputs(inputs, weights)
-        else:
-            weights = context.weights
-            input_masks = context.input_masks
-            recurrent_masks = context.recurrent_masks
-            projected = inputs
-            if context.step is not None:
-                return context.step(
-                    projected,
-                    states,
-                    _fused.tensors(vars(weights)),
-                    input_masks,
-                    recurrent_masks,
-                )
+            return self.step(
+                projected, states, weights, input_masks, recurrent_masks
+            )
+        return self._fused_step(inputs, states, context)
+
+    def _fused_step(self, projected, states, context):
+        if context.step is not None:
+            return context.step(
+                projected,
+                states,
+                _fused.tensors(vars(context.weights)),
+                context.input_masks,
+                context.recurrent_masks,
+            )
         return self.step(
-            projected, states, weights, input_masks, recurrent_masks
+            projected,
+            states,
+            context.weights,
+            context.input_masks,
+            context.recurrent_masks,
         )
 
     def step(self, projected, states, weights, input_masks, recurrent_masks):
@@ -769,15 +779,33 @@ class GatedFeedbackRNN(CellRNN):
         step = None
         if _fused.uses_xla(self.jit_compile):
             step = _fused.xla_compiled(self, "_xla_step", cell.step)
+        # At a masked step Keras' loop repeats the previous output, and its
+        # JAX loop takes that to be the first state. Here the first state is
+        # h^1 (not the output of a stack of 2+ layers, nor of "concat"), so
+        # with a mask the loop carries the previous output as an extra first
+        # state on every backend (zeros before the first step, as the
+        # TensorFlow and torch loops start), stripped from the result.
+        carries_output = mask is not None
+        if carries_output:
+            initial_state = list(initial_state)
+            previous_output = ops.zeros(
+                (ops.shape(sequences)[0], cell.output_size),
+                dtype=initial_state[0].dtype,
+            )
+            initial_state = [previous_output] + initial_state
         context = _fused.FusedContext(
             weights=weights,
             input_masks=input_masks,
             recurrent_masks=recurrent_masks,
             step=step,
+            carries_output=carries_output,
         )
-        return _fused.run_fused(
+        last_output, outputs, states = _fused.run_fused(
             self, context, projected, initial_state, mask, training
         )
+        if carries_output:
+            states = list(states)[1:]
+        return last_output, outputs, states
 
 
 expose_cell_attributes(GatedFeedbackRNN, _CELL_ARGS + ("layer_units",))

@@ -356,6 +356,43 @@ def test_masking(unit_type):
         np.testing.assert_allclose(g[:1], s, atol=1e-6)
 
 
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+@pytest.mark.parametrize("num_layers", [1, 3])
+@pytest.mark.parametrize("output", ["top", "concat"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_post_padded_batch_equals_unpadded(
+    unit_type, num_layers, output, return_sequences, go_backwards
+):
+    """A post-padded row gives exactly its unpadded results: the padded steps
+    repeat the last valid output and keep every state (on every backend;
+    Keras' JAX loop takes the first state for the previous output)."""
+    layer = GatedFeedbackRNN(
+        4,
+        num_layers=num_layers,
+        unit_type=unit_type,
+        output=output,
+        return_sequences=return_sequences,
+        go_backwards=go_backwards,
+        return_state=True,
+    )
+    x = make_inputs(batch=2, steps=5, features=3)
+    x[1, 3:] = 0.0
+    inputs = keras.Input((None, 3))
+    model = keras.Model(inputs, layer(keras.layers.Masking(0.0)(inputs)))
+    padded = [keras.ops.convert_to_numpy(t)[1:] for t in model(x)]
+    unpadded = [keras.ops.convert_to_numpy(t) for t in model(x[1:, :3])]
+    if return_sequences:
+        # Backwards, the two padded steps come first and output zeros.
+        steps = slice(2, None) if go_backwards else slice(0, 3)
+        if go_backwards:
+            np.testing.assert_array_equal(padded[0][:, :2], 0.0)
+        padded[0] = padded[0][:, steps]
+    assert len(padded) == len(unpadded) == 1 + len(layer.cell.state_size)
+    for got, expected in zip(padded, unpadded):
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
 def test_masking_layer_and_embedding():
     tokens = np.array([[3, 5, 2, 0, 0], [1, 4, 4, 2, 7]])
     embedding = keras.layers.Embedding(8, 6, mask_zero=True)
