@@ -16,8 +16,16 @@
   raises `DatasetUnavailableError` with what to do, instead of hanging.
 
 Images are float32 in [0, 1], shape (n, 28, 28); labels int32.
+
+`mnist_sample` needs only the core install (keras + numpy, any backend).
+`load_image_dataset` and `pixel_statistics` build `tf.data` pipelines and
+need TensorFlow on every backend (`pip install "keras-gfrnn[tensorflow]"`);
+`load_mnist` and the tensorflow-datasets names need tensorflow-datasets too
+(`pip install "keras-gfrnn[datasets]"`). Without them these functions raise
+`MissingDependencyError`, a `ModuleNotFoundError` that names the extra.
 """
 
+import importlib
 import os
 import socket
 
@@ -34,6 +42,50 @@ _DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 
 class DatasetUnavailableError(RuntimeError):
     """A dataset is neither prepared locally nor downloadable."""
+
+
+class MissingDependencyError(ModuleNotFoundError, DatasetUnavailableError):
+    """An optional dependency (an extra of keras-gfrnn) is not installed.
+
+    A `ModuleNotFoundError`, so `except ImportError` catches it, and a
+    `DatasetUnavailableError`, so callers that already handle an
+    unavailable dataset (the examples) report it the same way.
+    """
+
+
+def _require(module, purpose, extra):
+    """Imports `module`, or raises `MissingDependencyError` naming `extra`."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingDependencyError(
+            f'{purpose}: pip install "keras-gfrnn[{extra}]" '
+            f"({module} could not be imported: {error})",
+            name=module,
+        ) from error
+
+
+def _tensorflow(purpose, name):
+    """TensorFlow, for `purpose` on the dataset `name`."""
+    if name == "mnist_sample":
+        return _require(
+            "tensorflow", f"{purpose} and needs TensorFlow", "tensorflow"
+        )
+    # A tensorflow-datasets dataset: one extra brings both.
+    return _require(
+        "tensorflow",
+        f"{purpose} and needs TensorFlow and tensorflow-datasets",
+        "datasets",
+    )
+
+
+def _tensorflow_datasets(user):
+    return _require(
+        "tensorflow_datasets",
+        f"{user} needs tensorflow-datasets (or use mnist_sample(), which "
+        "needs neither it nor TensorFlow)",
+        "datasets",
+    )
 
 
 def mnist_sample(split="train"):
@@ -78,13 +130,7 @@ def _unavailable(name, data_dir, reason):
 
 
 def _tfds_builder(name, data_dir, timeout=5.0):
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        raise DatasetUnavailableError(
-            f"Dataset '{name}' needs tensorflow-datasets: "
-            'pip install "keras-gfrnn[datasets]" (or use mnist_sample).'
-        ) from error
+    tfds = _tensorflow_datasets(f"Dataset '{name}'")
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
         if not _reachable(_DOWNLOAD_HOST, timeout):
@@ -105,8 +151,7 @@ def load_mnist(split="train", data_dir=None):
             "Argument `split` must be 'train' or 'test'. "
             f"Received: split={split!r}"
         )
-    import tensorflow_datasets as tfds
-
+    tfds = _tensorflow_datasets("load_mnist")
     builder = _tfds_builder("mnist", data_dir)
     batches = list(tfds.as_numpy(builder.as_dataset(split=split).batch(8192)))
     x = np.concatenate([b["image"][..., 0] for b in batches])
@@ -163,6 +208,10 @@ def _source(name, split, data_dir):
 
 def pixel_statistics(name, data_dir=None):
     """Per-pixel mean and std (of [0, 1] images) over the training split."""
+    _tensorflow(
+        "pixel_statistics reads the training split through tf.data",
+        _check_name(name),
+    )
     key = (name, data_dir)
     if key not in _PIXEL_STATS:
         total = squares = None
@@ -219,9 +268,12 @@ def load_image_dataset(
         corruption: Probability of zeroing an input value (augment only).
 
     Images are float32 `(batch, height, width, channels)`, labels int32.
-    """
-    import tensorflow as tf
 
+    Needs TensorFlow (`pip install "keras-gfrnn[tensorflow]"`; for the
+    tensorflow-datasets datasets `"keras-gfrnn[datasets]"`) on every Keras
+    backend: the pipeline is `tf.data`, which feeds JAX and torch models
+    too. Without it, raises `MissingDependencyError` naming the extra.
+    """
     shape, flips_ok, _ = IMAGE_DATASETS[_check_name(name)]
     if split not in TFDS_SPLITS:
         raise ValueError(
@@ -253,6 +305,7 @@ def load_image_dataset(
             f"Received: corruption={corruption!r}"
         )
     flip = flips_ok if flip is None else bool(flip)
+    tf = _tensorflow("load_image_dataset builds a tf.data pipeline", name)
 
     ds = _source(name, split, data_dir)
     if normalization == "per_pixel":

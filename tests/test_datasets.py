@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -197,3 +199,59 @@ def test_load_image_dataset_offline_error(monkeypatch, tmp_path):
     monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: False)
     with pytest.raises(datasets.DatasetUnavailableError, match="cifar10"):
         datasets.load_image_dataset("cifar10", data_dir=str(tmp_path))
+
+
+# ------------------------------------------- without the optional extras
+# (tests/test_package.py runs the same calls in an interpreter where
+# TensorFlow cannot be found at all, on the JAX, torch and NumPy backends.)
+def test_tf_data_functions_name_the_extra_without_tensorflow(monkeypatch):
+    # None in sys.modules: `import tensorflow` raises ModuleNotFoundError.
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    calls = {
+        "mnist_sample": (
+            'needs TensorFlow: pip install "keras-gfrnn[tensorflow]"'
+        ),
+        "cifar10": (
+            "needs TensorFlow and tensorflow-datasets: "
+            'pip install "keras-gfrnn[datasets]"'
+        ),
+    }
+    for name, expected in calls.items():
+        with pytest.raises(ModuleNotFoundError) as info:
+            datasets.load_image_dataset(name, shuffle=False)
+        error = info.value
+        assert isinstance(error, datasets.MissingDependencyError)
+        # The examples' `except DatasetUnavailableError` reports it too.
+        assert isinstance(error, datasets.DatasetUnavailableError)
+        assert error.name == "tensorflow"
+        assert isinstance(error.__cause__, ImportError)
+        message = str(error)
+        assert message.startswith(
+            "load_image_dataset builds a tf.data pipeline and needs"
+        )
+        assert expected in message
+    with pytest.raises(datasets.MissingDependencyError, match="tensorflow]"):
+        datasets.pixel_statistics("mnist_sample")
+    # Invalid arguments are reported first, as with TensorFlow.
+    with pytest.raises(ValueError, match="batch_size"):
+        datasets.load_image_dataset("mnist_sample", batch_size=0)
+    with pytest.raises(ValueError, match="name='mnist10'"):
+        datasets.pixel_statistics("mnist10")
+    # The bundled sample itself needs no TensorFlow.
+    assert datasets.mnist_sample("test")[0].shape == (500, 28, 28)
+
+
+def test_tfds_functions_name_the_extra_without_tfds(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(datasets.MissingDependencyError) as info:
+        datasets.load_mnist("test", data_dir=str(tmp_path))
+    assert info.value.name == "tensorflow_datasets"
+    assert str(info.value).startswith(
+        "load_mnist needs tensorflow-datasets (or use mnist_sample()"
+    )
+    assert 'pip install "keras-gfrnn[datasets]"' in str(info.value)
+    with pytest.raises(ImportError, match=r"Dataset 'cifar10' needs tensor"):
+        datasets.load_image_dataset("cifar10", data_dir=str(tmp_path))
+    # mnist_sample's pipeline needs TensorFlow only.
+    x, _ = _first_batch(datasets.load_image_dataset("mnist_sample"))
+    assert x.shape == (128, 28, 28, 1)
