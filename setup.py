@@ -25,17 +25,55 @@ setup(
     packages=find_packages(include=["keras_gfrnn", "keras_gfrnn.*"]),
     package_data={"keras_gfrnn": ["data/*.npz", "data/*.md"]},
     python_requires=">=3.10",
-    install_requires=["tensorflow>=2.16", "keras>=3.5", "numpy"],
+    # The layers need only Keras and NumPy, on any Keras backend. Install
+    # the backend with its extra (or on your own); TensorFlow, Keras'
+    # default backend, is also what tf.data pipelines
+    # (keras_gfrnn.datasets.load_image_dataset) and SavedModel export need.
+    install_requires=["keras>=3.5", "numpy"],
     extras_require={
-        # matplotlib: the tests draw examples/char_lm.py's learning curves.
-        "test": ["pytest", "hypothesis", "ruff", "matplotlib"],
+        "tensorflow": ["tensorflow>=2.16"],
+        "jax": ["jax"],
+        # On Linux a plain `torch` is the CUDA build; for CPU only, install
+        # torch from https://download.pytorch.org/whl/cpu first.
+        "torch": ["torch"],
+        # load_mnist and the tensorflow-datasets names of load_image_dataset.
         # etils.epath (used by tensorflow-datasets) needs importlib_resources.
-        "datasets": ["tensorflow-datasets", "importlib_resources"],
+        "datasets": [
+            "tensorflow>=2.16",
+            "tensorflow-datasets",
+            "importlib_resources",
+        ],
+        # The tests use tf.data and SavedModel export on every backend;
+        # matplotlib: they draw examples/char_lm.py's learning curves.
+        "test": [
+            "pytest",
+            "hypothesis",
+            "ruff",
+            "matplotlib",
+            "tensorflow>=2.16",
+        ],
         # PNG plots of the examples (clockwork_generation, char_lm).
         "plot": ["matplotlib"],
     },
+    author="keras_gfrnn developers",
+    keywords=[
+        "keras",
+        "recurrent neural networks",
+        "gated feedback rnn",
+        "clockwork rnn",
+        "renet",
+    ],
     classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Science/Research",
+        "License :: OSI Approved :: Apache Software License",
+        "Operating System :: OS Independent",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )
