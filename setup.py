@@ -21,7 +21,10 @@ setup(
     ),
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    license="Apache-2.0",
+    # PEP 639 (setuptools>=77): an SPDX expression replaces the License
+    # classifier, which setuptools now rejects next to it.
+    license_expression="Apache-2.0",
+    license_files=["LICENSE"],
     packages=find_packages(include=["keras_gfrnn", "keras_gfrnn.*"]),
     package_data={"keras_gfrnn": ["data/*.npz", "data/*.md"]},
     python_requires=">=3.10",
@@ -66,7 +69,6 @@ setup(
     classifiers=[
         "Development Status :: 3 - Alpha",
         "Intended Audience :: Science/Research",
-        "License :: OSI Approved :: Apache Software License",
         "Operating System :: OS Independent",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
