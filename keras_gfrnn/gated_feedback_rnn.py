@@ -80,7 +80,12 @@ class GatedFeedbackCell(keras.layers.Layer):
     input projection for all time steps; every term that reads `h^i_{t-1}`
     from one matmul per layer i at each step). Used on its own, the cell
     draws its dropout masks at every step; `GatedFeedbackRNN` draws one mask
-    per sequence, as `keras.layers.LSTM` does.
+    per sequence, as `keras.layers.LSTM` does. Masking, on its own: Keras'
+    loop keeps every state at a masked step, and on the TensorFlow and torch
+    backends repeats the previous output; Keras' JAX loop instead outputs
+    the cell's first state, `h^1`, which is the output only for a single
+    layer with `output="top"`. `GatedFeedbackRNN` repeats the previous
+    output on every backend.
 
     Args:
         units: Positive integer (the size of every layer, with `num_layers`)

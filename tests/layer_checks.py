@@ -4,6 +4,66 @@ import json
 
 import keras
 import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+
+
+def tensorflow_only(reason):
+    """Skip a test off the TensorFlow backend, saying which TensorFlow-only
+    feature it tests."""
+    return pytest.mark.skipif(
+        BACKEND != "tensorflow",
+        reason=f"TensorFlow backend only: {reason}",
+    )
+
+
+SAVED_MODEL = tensorflow_only(
+    "SavedModel export is supported from the TensorFlow backend"
+)
+TF_JIT_STEP = tensorflow_only(
+    "`jit_compile=True` compiles the recurrent step with TensorFlow's XLA "
+    "(JAX compiles the whole train step anyway; torch has no XLA step)"
+)
+TF_GRAPH = tensorflow_only(
+    "a length unknown until run time exists only in a TensorFlow graph "
+    "(tf.function with a None dimension); JAX and torch trace concrete shapes"
+)
+
+
+def gradients(layer, loss_of_outputs, *args, **kwargs):
+    """Gradients of `loss_of_outputs(layer(*args, **kwargs))` with respect
+    to `layer.trainable_variables`, as NumPy arrays (`None` where the
+    backend reports no gradient), on whichever backend Keras runs."""
+    variables = layer.trainable_variables
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_of_outputs(layer(*args, **kwargs))
+        grads = tape.gradient(loss, variables)
+    elif BACKEND == "jax":
+        import jax
+
+        frozen = [v.value for v in layer.non_trainable_variables]
+
+        def loss(trainable):
+            outputs, _ = layer.stateless_call(
+                trainable, frozen, *args, **kwargs
+            )
+            return loss_of_outputs(outputs)
+
+        grads = jax.grad(loss)([v.value for v in variables])
+    elif BACKEND == "torch":
+        for v in variables:
+            v.value.grad = None
+        loss_of_outputs(layer(*args, **kwargs)).backward()
+        grads = [v.value.grad for v in variables]
+    else:
+        raise NotImplementedError(f"No gradients on backend {BACKEND!r}")
+    return [
+        None if g is None else keras.ops.convert_to_numpy(g) for g in grads
+    ]
 
 
 def assert_config_round_trip(layer):

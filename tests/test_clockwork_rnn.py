@@ -4,7 +4,6 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_gfrnn import ClockworkCell
 from keras_gfrnn import ClockworkRNN
@@ -126,8 +125,8 @@ def test_fast_path_equals_reference_path(periods, go_backwards):
 
 @pytest.mark.parametrize("periods", PERIOD_SETS)
 def test_loop_over_clock_cycles_equals_the_equations(periods, monkeypatch):
-    """Sequences too long to unroll whole, or of a length unknown when
-    traced, loop over blocks of one clock cycle: the same numbers."""
+    """Sequences too long to unroll whole loop over blocks of one clock
+    cycle: the same numbers."""
     from keras_gfrnn import clockwork_rnn
 
     x = seq()
@@ -139,7 +138,20 @@ def test_loop_over_clock_cycles_equals_the_equations(periods, monkeypatch):
     out, h, _ = numpy_out(layer, x)
     np.testing.assert_allclose(out, exp_out, atol=1e-5)
     np.testing.assert_allclose(h, exp_h, atol=1e-5)
-    monkeypatch.undo()
+
+
+@layer_checks.TF_GRAPH
+@pytest.mark.parametrize("periods", PERIOD_SETS)
+def test_length_unknown_when_traced_equals_the_equations(periods):
+    """A sequence whose length is unknown when traced loops over blocks of
+    one clock cycle: the same numbers."""
+    import tensorflow as tf
+
+    x = seq()
+    layer = make(periods)
+    layer.build(x.shape)
+    w = randomize(layer, seed=4)
+    exp_out, exp_h, _ = numpy_cwrnn(w, x, periods)
     unknown_length = tf.function(
         layer, input_signature=[tf.TensorSpec((None, None, x.shape[-1]))]
     )
@@ -178,9 +190,13 @@ def test_entries_outside_mask_are_inert(fast):
     changed = w["recurrent_kernel"] + 5.0 * outside
     layer.cell.recurrent_kernel.assign(changed.astype("float32"))
     np.testing.assert_array_equal(numpy_out(layer, x, mask=mask)[0], before)
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer(x, mask=mask)[0] ** 2)
-    grad = tape.gradient(loss, layer.cell.recurrent_kernel).numpy()
+    grads = layer_checks.gradients(
+        layer, lambda out: keras.ops.sum(out[0] ** 2), x, mask=mask
+    )
+    index = [v.path for v in layer.trainable_variables].index(
+        layer.cell.recurrent_kernel.path
+    )
+    grad = grads[index]
     assert np.all(grad[outside] == 0.0)
     assert np.any(grad[~outside] != 0.0)
 
@@ -337,6 +353,7 @@ def test_saving(tmp_path):
     )
 
 
+@layer_checks.SAVED_MODEL
 def test_saved_model_export(tmp_path):
     layer_checks.assert_saved_model_exact(
         _model(),
@@ -418,6 +435,7 @@ def test_long_clock_cycle_runs_module_by_module(monkeypatch):
         ((1, 17, 19), 40, "_xla_tick"),  # module by module
     ],
 )
+@layer_checks.TF_JIT_STEP
 def test_jit_compile_matches_uncompiled(periods, steps, compiled, monkeypatch):
     from keras_gfrnn import clockwork_rnn
 
@@ -464,6 +482,13 @@ def test_jit_compile_argument():
 
 def test_jit_compile_auto_follows_the_gpu():
     from keras_gfrnn import _fused
+
+    if keras.backend.backend() != "tensorflow":
+        # JAX compiles the whole step anyway; torch has no XLA step.
+        for value in ("auto", True, False):
+            assert _fused.uses_xla(value) is False
+        return
+    import tensorflow as tf
 
     has_gpu = bool(tf.config.list_logical_devices("GPU"))
     assert _fused.uses_xla("auto") is has_gpu

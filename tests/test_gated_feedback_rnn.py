@@ -3,7 +3,6 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -319,6 +318,16 @@ def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback):
     for m in (None, mask):
         fused = run_layer(layer, x, mask=m)
         reference = run_layer(plain, x, mask=m)
+        if m is not None and keras.backend.backend() == "jax":
+            # At a masked step Keras' JAX loop outputs the cell's FIRST
+            # state (h^1), not the previous output: documented on the cell.
+            # The layer carries the real output (test_masking checks it
+            # against the NumPy reference). Here: every unmasked output,
+            # and then every state, are the same.
+            np.testing.assert_allclose(
+                fused[0][m], reference[0][m], atol=1e-6
+            )
+            fused, reference = fused[1:], reference[1:]
         for a, b in zip(fused, reference):
             np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -593,10 +602,11 @@ def test_dropout():
     plain.set_weights(layer.get_weights())
     np.testing.assert_allclose(run_layer(plain, x), inference, atol=1e-6)
     # Gradients flow through both dropout paths.
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer(x, training=True) ** 2)
-    grads = tape.gradient(loss, layer.trainable_variables)
-    assert all(g is not None and np.any(g.numpy()) for g in grads)
+    grads = layer_checks.gradients(
+        layer, lambda out: keras.ops.sum(out**2), x, training=True
+    )
+    assert len(grads) == len(layer.trainable_variables) > 0
+    assert all(g is not None and np.any(g) for g in grads)
 
 
 def test_dropout_mask_is_shared_over_time():
@@ -799,6 +809,7 @@ def test_saving(tmp_path, unit_type):
     )
 
 
+@layer_checks.SAVED_MODEL
 @pytest.mark.parametrize(
     "unit_type,feedback", [("lstm", True), ("gru", True), ("tanh", False)]
 )
@@ -914,6 +925,7 @@ def test_property_matches_reference(
 # --------------------------------------------------------------------------
 # XLA
 # --------------------------------------------------------------------------
+@layer_checks.TF_JIT_STEP
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
 @pytest.mark.parametrize("units", [5, [4, 6, 3]])
 @pytest.mark.parametrize("feedback", [True, False])

@@ -5,7 +5,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_gfrnn import ReNet2D
 from tests import layer_checks
@@ -109,7 +108,20 @@ def test_unknown_batch_and_image_size():
     for h, w in ((4, 6), (8, 2)):
         out = model(images(batch=3, height=h, width=w, channels=2))
         assert tuple(out.shape) == (3, h // 2, -(-(w // 2) // 3), 4)
-    # Inside a graph the size is only known at run time: a clear error.
+
+
+@layer_checks.TF_GRAPH
+def test_image_size_unknown_until_run_time():
+    """Inside a graph the size is only known at run time: a clear error."""
+    import tensorflow as tf
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 2)),
+            ReNet2D(3, patch_size=2),
+            ReNet2D(2, patch_size=(1, 3), padding="same"),
+        ]
+    )
     serve = tf.function(
         model.__call__,
         input_signature=[tf.TensorSpec((None, None, None, 2))],
@@ -198,6 +210,7 @@ def test_saving(tmp_path):
     )
 
 
+@layer_checks.SAVED_MODEL
 def test_saved_model_export(tmp_path):
     model = _model()
     layer_checks.assert_saved_model_exact(
