@@ -316,6 +316,7 @@ def test_preset_models_train_on_mock_data(
     assert np.isfinite(history.history["loss"][0])
 
 
+@layer_checks.tensorflow_only("tf.distribute.MirroredStrategy")
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     """The example trains under MirroredStrategy with 2 logical CPUs."""
     script = os.path.join(
