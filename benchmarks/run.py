@@ -35,14 +35,18 @@ Suites:
   (feedback FLOPs grow with the square of the layers).
 
 Any Keras backend runs it (`KERAS_BACKEND=jax|torch|tensorflow`); the
-machine line names the backend and the GPU it computed on.
+machine line names the CPU, the backend and the GPU it computed on. Rows
+that only one backend can measure (the TensorFlow `jit_compile=True` XLA
+steps) are kept on the others as skipped, with the reason.
+
+Targets are data: a case carries the targets it measures
+(`report.target`: name, baseline case, aim, direction).
 """
 
 import argparse
 import functools
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -53,6 +57,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from benchmarks import flops  # noqa: E402
+from benchmarks import report  # noqa: E402
 from keras_gfrnn import ClockworkCell  # noqa: E402
 from keras_gfrnn import ClockworkRNN  # noqa: E402
 from keras_gfrnn import GatedFeedbackCell  # noqa: E402
@@ -69,14 +74,41 @@ PAPER_SIZES = {"tanh": (390, 303), "gru": (228, 165), "lstm": (191, 140)}
 SUITES = ("gf", "gf_params", "clockwork", "renet", "length", "layers")
 
 
-class Case:
-    """One model of a suite: how to build it and its analytic FLOPs."""
+# Why a row is skipped on a backend other than the one it needs.
+TF_ONLY = (
+    "TensorFlow-only: jit_compile=True XLA-compiles the layer's step on "
+    "the TensorFlow backend only (JAX compiles every train step anyway, "
+    "torch has no XLA)"
+)
 
-    def __init__(self, name, build, forward_flops, baseline, **extra):
+
+class Case:
+    """One model of a suite: how to build it, its analytic FLOPs, the
+    case it is compared with, the targets it measures (`report.target`),
+    whether it is one of our layers (`ours`: a row of the several-backend
+    summary) and, if it needs one backend, which (`only`) and why
+    (`reason`)."""
+
+    def __init__(
+        self,
+        name,
+        build,
+        forward_flops,
+        baseline,
+        targets=(),
+        ours=False,
+        only=None,
+        reason=None,
+        **extra,
+    ):
         self.name = name
         self.build = build
         self.forward_flops = forward_flops
         self.baseline = baseline
+        self.targets = list(targets)
+        self.ours = ours
+        self.only = only
+        self.reason = reason
         self.extra = extra
 
 
@@ -182,7 +214,6 @@ def gf_cases(args, sizes=None):
             [gf_layer(unit_type, units, args.layers, feedback, jit_compile)]
         )
 
-    backend = keras.backend.backend()
     out = []
     for unit_type in args.unit_types:
         if sizes:
@@ -215,12 +246,30 @@ def gf_cases(args, sizes=None):
             )
         fb = flops.gated_feedback(unit_type, b, t, e, gf_units, n, True)
         fb += flops.dense(b * t, gf_units, args.vocab)
+        naive = f"GF-{unit_type} cell in keras.layers.RNN (naive)"
+        goals = []
+        if not sizes and unit_type != "tanh":
+            name = f"GF-{unit_type} train / keras stacked"
+            goals = [
+                report.target(name, 1.25, base),
+                report.target(f"{name}, cuDNN off", 1.25, f"{base}, cuDNN off"),
+                report.target(f"GF-{unit_type} train / naive cell", 0.6, naive),
+            ]
+            if unit_type == "lstm":
+                goals.append(
+                    report.target(
+                        "GF-lstm GFLOP/s / dense matmul",
+                        0.40,
+                        direction=">=",
+                        metric="dense_fraction",
+                    )
+                )
         variants = [("feedback", True, False)]
         if not sizes:
-            if backend == "tensorflow":
-                # JAX compiles every train step with XLA anyway (and without
-                # it retraces every scan at every call); torch has no XLA.
-                variants += [("feedback, XLA step", True, True)]
+            # TensorFlow only: JAX compiles every train step with XLA
+            # anyway (and without it retraces every scan at every call);
+            # torch has no XLA.
+            variants += [("feedback, XLA step", True, True)]
             variants += [("stacked", False, False)]
         for label, feedback, jit in variants:
             count = (
@@ -239,12 +288,16 @@ def gf_cases(args, sizes=None):
                     ),
                     count,
                     base,
+                    targets=goals if label == "feedback" else (),
+                    ours=True,
+                    only="tensorflow" if jit else None,
+                    reason=TF_ONLY if jit else None,
                 )
             )
         if not sizes and unit_type in ("lstm", "gru"):
             out.append(
                 Case(
-                    f"GF-{unit_type} cell in keras.layers.RNN (naive)",
+                    naive,
                     lambda u=unit_type: lm(
                         [
                             keras.layers.RNN(
@@ -286,6 +339,11 @@ def clockwork_cases(args):
         ),
     ]
     for label, jit in (("", False), (", XLA", True)):
+        goal = report.target(
+            f"ClockworkRNN{' (XLA)' if jit else ''} train / SimpleRNN",
+            0.5,
+            base,
+        )
         cases.append(
             Case(
                 name + label,
@@ -299,6 +357,10 @@ def clockwork_cases(args):
                 ),
                 cw,
                 base,
+                targets=[goal],
+                ours=True,
+                only="tensorflow" if jit else None,
+                reason=TF_ONLY if jit else None,
             )
         )
     cases.append(
@@ -354,6 +416,7 @@ def renet_cases(args):
                 base,
             )
         )
+        goal = report.target("ReNet2D train / hand-written sweeps", 1.05, base)
         cases.append(
             Case(
                 f"ReNet2D({u}, patch {p}, {name}){label}",
@@ -362,6 +425,8 @@ def renet_cases(args):
                 ),
                 rn,
                 base,
+                targets=[goal] if use_cudnn == "auto" else (),
+                ours=True,
             )
         )
     cases += [
@@ -501,7 +566,27 @@ def inputs_for(case, x, y, args):
     return x[:, :steps], y[:, :steps]
 
 
+def skipped_row(case):
+    return {
+        "model": case.name,
+        "skipped": case.reason or f"{case.only} only",
+        "baseline": case.baseline,
+        "ours": case.ours,
+        "targets": case.targets,
+        **case.extra,
+    }
+
+
 def time_cases(cases, x, y, args, dense):
+    """Rows of `cases` in order; a case for another backend than this
+    one is a row with only its name and why it was `skipped`."""
+    backend = keras.backend.backend()
+    skipped = {
+        case.name: skipped_row(case)
+        for case in cases
+        if case.only not in (None, backend)
+    }
+    every, cases = cases, [c for c in cases if c.name not in skipped]
     models = []
     for case in cases:
         keras.utils.set_random_seed(0)
@@ -528,28 +613,29 @@ def time_cases(cases, x, y, args, dense):
         case.name: (statistics.median(t), statistics.median(i))
         for case, _, _, _, _, t, i in built
     }
-    rows = []
+    rows = {}
     for case, model, cx, _, memory, _, _ in built:
         train, infer = medians[case.name]
         gflops = 3 * case.forward_flops / train / 1e9
-        rows.append(
-            {
-                "model": case.name,
-                "params": int(model.count_params()),
-                "train_ms": train * 1e3,
-                "infer_ms": infer * 1e3,
-                "examples_per_s": len(cx) / train,
-                "peak_mib": None if memory is None else memory / 2**20,
-                "train_gflop": 3 * case.forward_flops / 1e9,
-                "gflops": gflops,
-                "dense_pct": 100 * gflops / dense["gflops"],
-                "train_ratio": train / medians[case.baseline][0],
-                "infer_ratio": infer / medians[case.baseline][1],
-                "baseline": case.baseline,
-                **case.extra,
-            }
-        )
-    return rows
+        rows[case.name] = {
+            "model": case.name,
+            "params": int(model.count_params()),
+            "train_ms": train * 1e3,
+            "infer_ms": infer * 1e3,
+            "examples_per_s": len(cx) / train,
+            "peak_mib": None if memory is None else memory / 2**20,
+            "train_gflop": 3 * case.forward_flops / 1e9,
+            "gflops": gflops,
+            "dense_pct": 100 * gflops / dense["gflops"],
+            "train_ratio": train / medians[case.baseline][0],
+            "infer_ratio": infer / medians[case.baseline][1],
+            "baseline": case.baseline,
+            "ours": case.ours,
+            "targets": case.targets,
+            **case.extra,
+        }
+    rows.update(skipped)
+    return [rows[case.name] for case in every]
 
 
 # ------------------------------------------------------------------- output
@@ -578,96 +664,32 @@ def table(rows, extra=()):
             "-" if row.get(key) is None else fmt.format(row[key])
             for _, key, fmt in columns
         ]
+        if row.get("skipped"):
+            reason = report.short_reason(row["skipped"])
+            cells[0] += f" (skipped: {reason})"
         lines.append("| " + " | ".join(cells) + " |")
     baselines = ", ".join(dict.fromkeys(r["baseline"] for r in rows))
     lines.append("")
     lines.append(f"x: median time relative to {baselines}; lower is faster.")
-    return "\n".join(lines)
-
-
-def find(rows, prefix, suffix=""):
+    backend = keras.backend.backend()
     for row in rows:
-        name = row["model"]
-        if name.startswith(prefix) and name.endswith(suffix):
-            return row
-    return None
-
-
-def targets(results, args):
-    """The issue's targets, computed from this run's rows."""
-    out = []
-    gf = results.get("gf", [])
-
-    def ratio(a, b, key="train_ms"):
-        return None if a is None or b is None else a[key] / b[key]
-
-    n, u = args.layers, args.units
-    for unit_type in ("lstm", "gru"):
-        ours = find(gf, f"GF-{unit_type} {n}x{u} feedback")
-        base = find(gf, f"keras {BUILTIN[unit_type].__name__}")
-        naive = find(gf, f"GF-{unit_type} cell in")
-        out.append(
-            (f"GF-{unit_type} train / keras stacked", ratio(ours, base), 1.25)
-        )
-        plain = find(gf, f"keras {BUILTIN[unit_type].__name__}", "cuDNN off")
-        out.append(
-            (
-                f"GF-{unit_type} train / keras stacked, cuDNN off",
-                ratio(ours, plain),
-                1.25,
+        if row.get("skipped"):
+            lines.append(
+                f"Skipped on {backend}: {row['model']}: {row['skipped']}."
             )
-        )
-        out.append(
-            (f"GF-{unit_type} train / naive cell", ratio(ours, naive), 0.6)
-        )
-    lstm = find(gf, f"GF-lstm {n}x{u} feedback")
-    out.append(
-        (
-            "GF-lstm GFLOP/s / dense matmul",
-            None if lstm is None else lstm["dense_pct"] / 100,
-            ">=0.40",
-        )
-    )
-    cw = results.get("clockwork", [])
-    simple = find(cw, "keras SimpleRNN")
-    for label, suffix in (("", "modules)"), (" (XLA)", ", XLA")):
-        out.append(
-            (
-                f"ClockworkRNN{label} train / SimpleRNN",
-                ratio(find(cw, "ClockworkRNN(", suffix), simple),
-                0.5,
-            )
-        )
-    rn = results.get("renet", [])
-    out.append(
-        (
-            "ReNet2D train / hand-written sweeps",
-            ratio(find(rn, "ReNet2D"), find(rn, "hand-written")),
-            1.05,
-        )
-    )
-    if all(value is None for _, value, _ in out):
-        return ""
-    lines = ["| target | measured | aim | met |", "|---|---:|---:|---|"]
-    for name, value, aim in out:
-        if value is None:
-            continue
-        if isinstance(aim, str):
-            met = value >= float(aim[2:])
-        else:
-            met = value <= aim
-            aim = f"<={aim}"
-        lines.append(
-            f"| {name} | {value:.2f} | {aim} | {'yes' if met else 'no'} |"
-        )
     return "\n".join(lines)
+
+
+def targets(results):
+    """The targets carried by this run's rows, as a markdown table."""
+    return report.targets_table(report.evaluate_targets(results))
 
 
 def machine():
     return (
-        f"{platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, keras {keras.__version__} "
-        f"({keras.backend.backend()}), " + ", ".join(device_names())
+        f"{report.cpu_model()}, {os.cpu_count()} cores, keras "
+        f"{keras.__version__} ({keras.backend.backend()}), "
+        + ", ".join(device_names())
     )
 
 
@@ -678,7 +700,7 @@ def device_names():
     if backend == "tensorflow":
         import tensorflow as tf
 
-        names = [f"tensorflow {tf.__version__}"]
+        names = [f"tensorflow {tf.__version__}", onednn()]
         gpus = [
             tf.config.experimental.get_device_details(g).get("device_name")
             for g in tf.config.list_physical_devices("GPU")
@@ -701,6 +723,39 @@ def device_names():
     else:
         names = [backend]
     return names + (gpus or ["CPU only"])
+
+
+# --quick: tiny sizes, 2 rounds.
+QUICK = {
+    "batch": 4,
+    "steps": 8,
+    "units": 16,
+    "embed": 8,
+    "cw_batch": 4,
+    "cw_steps": 16,
+    "cw_units": 16,
+    "cw_modules": 4,
+    "img_batch": 2,
+    "img_size": 8,
+    "renet_units": 8,
+    "conv_width": 8,
+    "scale_units": 8,
+    "scale_steps": 8,
+    "unit_types": ["lstm", "gru"],
+    "lengths": [4, 8],
+    "depths": [1, 2],
+    "repeats": 2,
+    "warmup": 1,
+}
+
+
+def onednn():
+    """How TF_ENABLE_ONEDNN_OPTS set oneDNN for this TensorFlow process."""
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if value is None:
+        return "oneDNN: TensorFlow's default (TF_ENABLE_ONEDNN_OPTS unset)"
+    state = report.ONEDNN.get(value, "?")
+    return f"oneDNN {state} (TF_ENABLE_ONEDNN_OPTS={value})"
 
 
 def parse(argv=None):
@@ -742,20 +797,15 @@ def parse(argv=None):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="tiny sizes, 2 rounds: checks that the harness runs",
+        help="tiny sizes, 2 rounds: checks that the harness runs (options "
+        "given with other values than their defaults are kept)",
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch, args.steps, args.units, args.embed = 4, 8, 16, 8
-        args.cw_batch, args.cw_steps, args.cw_units = 4, 16, 16
-        args.cw_modules = 4
-        args.img_batch, args.img_size = 2, 8
-        args.renet_units = args.conv_width = 8
-        args.scale_units, args.scale_steps = 8, 8
-        args.unit_types = args.unit_types or ["lstm", "gru"]
-        args.lengths = args.lengths or [4, 8]
-        args.depths = args.depths or [1, 2]
-        args.repeats, args.warmup = 2, 1
+        # Tiny sizes, except where an option was given another value.
+        for key, value in QUICK.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     args.unit_types = args.unit_types or ["lstm", "gru", "tanh"]
     args.lengths = args.lengths or [25, 50, 100, 200]
     args.depths = args.depths or [1, 2, 3, 4, 5]
@@ -772,6 +822,7 @@ def main(argv=None):
         f"Dense matmul {dense['shape']} in this run: "
         f"{dense['gflops']:.1f} GFLOP/s.",
     ]
+    print("\n".join(sections), flush=True)
     results = {}
     b, t = args.batch, args.steps
     specs = {
@@ -825,7 +876,7 @@ def main(argv=None):
         cases, x, y = make()
         rows = time_cases(cases, x, y, args, dense)
         for row in rows:
-            if "steps" in row:
+            if "steps" in row and "train_ms" in row:
                 row["ms_per_step"] = row["train_ms"] / row["steps"]
         results[suite] = rows
         sections += ["", f"### {title}", "", table(rows, extra)]
@@ -833,7 +884,7 @@ def main(argv=None):
         print(f"({suite}: {time.perf_counter() - start:.0f} s)", flush=True)
         # Written after every suite: a run cut short keeps what it measured.
         write(args, sections, results, dense)
-    goals = targets(results, args)
+    goals = targets(results)
     if goals:
         sections += ["", "### Targets (this run)", "", goals]
         print("\n".join(sections[-4:]))
@@ -850,7 +901,11 @@ def write(args, sections, results, dense):
             json.dump(
                 {
                     "machine": machine(),
+                    "cpu": report.cpu_model(),
+                    "backend": keras.backend.backend(),
+                    "setting": report.setting(keras.backend.backend()),
                     "args": vars(args),
+                    "targets": report.evaluate_targets(results),
                     "dense": dense,
                     "results": results,
                 },

@@ -140,3 +140,111 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
     saved = json.loads(js.read_text())
     assert saved["results"]["renet"][1]["model"] == rows[1]["model"]
     assert saved["dense"]["gflops"] > 0
+
+
+def test_cases_carry_their_targets_as_data():
+    """Every target names a baseline case of its own suite (or one that
+    only a GPU run has) and an aim with a direction."""
+    from benchmarks import run
+
+    args = run.parse(["--quick", "--unit-types", "lstm", "gru", "tanh"])
+    suites = [
+        run.gf_cases(args)[0],
+        run.clockwork_cases(args)[0],
+        run.renet_cases(args)[0],
+    ]
+    names = []
+    for cases in suites:
+        in_suite = {case.name for case in cases}
+        for case in cases:
+            for goal in case.targets:
+                names.append(goal["name"])
+                assert goal["direction"] in ("<=", ">=")
+                assert goal["aim"] > 0
+                if goal["baseline"] is not None:
+                    assert goal["baseline"] in in_suite or goal[
+                        "baseline"
+                    ].endswith("cuDNN off"), goal
+    assert names == [
+        "GF-lstm train / keras stacked",
+        "GF-lstm train / keras stacked, cuDNN off",
+        "GF-lstm train / naive cell",
+        "GF-lstm GFLOP/s / dense matmul",
+        "GF-gru train / keras stacked",
+        "GF-gru train / keras stacked, cuDNN off",
+        "GF-gru train / naive cell",
+        "ClockworkRNN train / SimpleRNN",
+        "ClockworkRNN (XLA) train / SimpleRNN",
+        "ReNet2D train / hand-written sweeps",
+    ]
+    # The paper-size suite measures no target.
+    paper, _, _ = run.gf_cases(args, run.PAPER_SIZES)
+    assert not any(case.targets for case in paper)
+
+
+def test_targets_from_rows():
+    from benchmarks import report
+
+    goal = report.target("ours / base", 0.5, "base")
+    dense = report.target("ours dense", 0.4, None, ">=", "dense_fraction")
+    gpu = report.target("ours / base on a GPU", 1.0, "base, cuDNN off")
+    rows = [
+        {"model": "base", "train_ms": 10.0},
+        {
+            "model": "ours",
+            "train_ms": 4.0,
+            "dense_pct": 30.0,
+            "targets": [goal, dense, gpu],
+        },
+        {"model": "ours, XLA", "skipped": "TensorFlow-only: why"},
+    ]
+    rows[2]["targets"] = [report.target("xla / base", 0.5, "base")]
+    out = report.evaluate_targets({"suite": rows})
+    assert [(g["name"], g["value"], g["met"]) for g in out] == [
+        ("ours / base", 0.4, True),
+        ("ours dense", 0.3, False),
+        ("xla / base", None, None),
+    ]
+    text = report.targets_table(out)
+    assert "| ours / base | 0.40 | <=0.5 | yes |" in text
+    assert "| ours dense | 0.30 | >=0.4 | no |" in text
+    assert "| xla / base | - | <=0.5 | skipped: TensorFlow-only |" in text
+    assert report.targets_table([]) == ""
+
+
+def test_a_case_for_another_backend_is_a_skipped_row():
+    from benchmarks import run
+
+    def tiny():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    args = run.parse(["--quick"])
+    cases = [
+        run.Case("base", tiny, 12, "base"),
+        run.Case("elsewhere", tiny, 12, "base", only="none", reason="X: y"),
+        run.Case("here", tiny, 12, "base", ours=True),
+    ]
+    x, y = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
+    rows = run.time_cases(cases, x, y, args, {"gflops": 1.0})
+    assert [r["model"] for r in rows] == ["base", "elsewhere", "here"]
+    assert rows[1] == {
+        "model": "elsewhere",
+        "skipped": "X: y",
+        "baseline": "base",
+        "ours": False,
+        "targets": [],
+    }
+    assert rows[2]["ours"] and rows[2]["train_ms"] > 0
+    text = run.table(rows)
+    assert "| elsewhere (skipped: X) | - |" in text
+    assert f"Skipped on {keras.backend.backend()}: elsewhere: X: y." in text
+
+
+def test_quick_keeps_sizes_given_on_the_command_line():
+    from benchmarks import run
+
+    args = run.parse(["--quick", "--cw-steps", "4", "--repeats", "1"])
+    assert (args.cw_steps, args.repeats, args.cw_units) == (4, 1, 16)
+    assert args.unit_types == ["lstm", "gru"]
