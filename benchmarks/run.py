@@ -4,6 +4,7 @@
     python -m benchmarks --suite gf clockwork  # some suites
     python -m benchmarks --quick               # tiny sizes, for CI
     python -m benchmarks --markdown out.md --json out.json
+    python -m benchmarks --backend all --onednn both   # see below
 
 One process: a dense matmul is timed first (the arithmetic reference), then
 each suite builds its models, warms them up (tracing, XLA compilation) and
@@ -38,6 +39,15 @@ Any Keras backend runs it (`KERAS_BACKEND=jax|torch|tensorflow`); the
 machine line names the CPU, the backend and the GPU it computed on. Rows
 that only one backend can measure (the TensorFlow `jit_compile=True` XLA
 steps) are kept on the others as skipped, with the reason.
+
+Several backends side by side (`benchmarks/multi.py`): `--backend
+tensorflow jax torch` (or `all`) runs the harness once per backend, each
+in its own process with KERAS_BACKEND set, so every backend is compared
+with its own built-in layers; `--onednn on|off|both` runs TensorFlow with
+TF_ENABLE_ONEDNN_OPTS=1 and/or 0. The tables of every run, a summary of
+our models' train steps (ratio to each backend's built-in baseline) and
+the targets per setting are printed and written to --markdown / --json.
+Without these options the harness measures the current process' backend.
 
 Targets are data: a case carries the targets it measures
 (`report.target`: name, baseline case, aim, direction).
@@ -763,6 +773,20 @@ def parse(argv=None):
         prog="python -m benchmarks", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--suite", nargs="+", choices=SUITES, default=SUITES)
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=report.BACKENDS + ("all",),
+        help="measure each of these Keras backends in its own process, "
+        "beside its own built-in layers, and print them side by side "
+        "(default: only this process' backend, KERAS_BACKEND)",
+    )
+    parser.add_argument(
+        "--onednn",
+        choices=["on", "off", "both"],
+        help="measure TensorFlow with TF_ENABLE_ONEDNN_OPTS=1 (on), =0 "
+        "(off) or each (both), one process per setting",
+    )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--units", type=int, default=256)
@@ -814,6 +838,10 @@ def parse(argv=None):
 
 def main(argv=None):
     args = parse(argv)
+    if args.backend or args.onednn:
+        from benchmarks import multi
+
+        return multi.main(argv)
     dense = dense_matmul_gflops(args)
     sections = [
         f"Machine: {machine()}. Median of {args.repeats} rounds after "

@@ -1,5 +1,7 @@
 """The benchmark harness's analytic FLOP counts agree with the layers."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -240,6 +242,123 @@ def test_a_case_for_another_backend_is_a_skipped_row():
     text = run.table(rows)
     assert "| elsewhere (skipped: X) | - |" in text
     assert f"Skipped on {keras.backend.backend()}: elsewhere: X: y." in text
+
+
+def test_settings_of_a_several_backend_run():
+    from benchmarks import multi
+
+    def labels(backends, onednn=None):
+        return [label for label, _, _ in multi.settings(backends, onednn)]
+
+    assert labels(["all"], "both") == [
+        "tensorflow (oneDNN on)",
+        "tensorflow (oneDNN off)",
+        "jax",
+        "torch",
+    ]
+    assert labels(["torch", "jax", "torch"]) == ["torch", "jax"]
+    assert labels(None, "off") == ["tensorflow (oneDNN off)"]
+    with pytest.raises(SystemExit):
+        multi.settings(["jax"], "on")
+    assert multi.requested(["--quick", "--backend", "jax"])
+    assert multi.requested(["--onednn", "both"])
+    assert not multi.requested(["--quick", "--suite", "gf"])
+
+
+# A tiny suite for the several-process runs: each process imports its
+# backend and compiles a few small models (about 10-25 s on 2 cores).
+TINY = ["--quick", "--suite", "clockwork", "--cw-steps", "4", "--repeats", "1"]
+
+
+def test_jax_and_torch_side_by_side_without_tensorflow(tmp_path, monkeypatch):
+    """`--backend jax torch`: one process per backend, each table beside
+    its own built-ins, in a summary too; TensorFlow-only rows are skipped
+    with the reason; and neither process imports TensorFlow (the GPU
+    machine of gpu.sh has none)."""
+    import json
+
+    from benchmarks import run
+
+    blocked = tmp_path / "no_tensorflow" / "tensorflow"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text(
+        "raise ImportError('TensorFlow imported by a jax/torch run')\n"
+    )
+    path = [str(blocked.parent), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
+    md, js = tmp_path / "bench.md", tmp_path / "bench.json"
+    argv = TINY + ["--backend", "jax", "torch"]
+    combined = run.main(argv + ["--markdown", str(md), "--json", str(js)])
+    assert combined["settings"] == ["jax", "torch"]
+    saved = json.loads(js.read_text())
+    text = md.read_text()
+    assert "## Summary: train step of our layers" in text
+    assert "| model | compared with | jax x | ms | torch x | ms |" in text
+    for backend in ("jax", "torch"):
+        run_ = saved["runs"][backend]
+        assert run_["returncode"] == 0 and run_["backend"] == backend
+        assert f"keras {keras.__version__} ({backend})" in run_["machine"]
+        rows = {r["model"]: r for r in run_["results"]["clockwork"]}
+        assert rows["keras SimpleRNN(16)"]["train_ratio"] == 1.0
+        assert rows["ClockworkRNN(16, 4 modules)"]["train_ms"] > 0
+        xla = rows["ClockworkRNN(16, 4 modules), XLA"]
+        assert xla["skipped"].startswith("TensorFlow-only")
+        assert f"## {backend}\n" in text
+        assert f"Skipped on {backend}: ClockworkRNN(16, 4 modules), XLA" in text
+    summary = {row["model"]: row for row in saved["summary"]}
+    assert set(summary) == {
+        "ClockworkRNN(16, 4 modules)",
+        "ClockworkRNN(16, 4 modules), XLA",
+    }
+    ours = summary["ClockworkRNN(16, 4 modules)"]["settings"]
+    assert ours["jax"]["train_ratio"] > 0 and ours["torch"]["train_ms"] > 0
+    xla_row = "| ClockworkRNN(16, 4 modules), XLA | keras SimpleRNN(16) |"
+    assert xla_row + 2 * " skipped: TensorFlow-only | - |" in text
+    assert saved["cpu"] in text.splitlines()[0]
+
+
+def test_onednn_both_measures_two_tensorflow_settings(tmp_path):
+    import json
+
+    from benchmarks import report
+    from benchmarks import run
+
+    md, js = tmp_path / "bench.md", tmp_path / "bench.json"
+    argv = TINY + ["--onednn", "both"]
+    run.main(argv + ["--markdown", str(md), "--json", str(js)])
+    saved = json.loads(js.read_text())
+    on, off = "tensorflow (oneDNN on)", "tensorflow (oneDNN off)"
+    assert saved["settings"] == [on, off]
+    assert saved["cpu"] == report.cpu_model()
+    text = md.read_text()
+    assert text.startswith(f"# Benchmarks on {report.cpu_model()}, ")
+    for label, value in ((on, "1"), (off, "0")):
+        run_ = saved["runs"][label]
+        assert run_["environment"]["TF_ENABLE_ONEDNN_OPTS"] == value
+        assert f"TF_ENABLE_ONEDNN_OPTS={value})" in run_["machine"]
+        rows = {r["model"]: r for r in run_["results"]["clockwork"]}
+        # The XLA step is measured on TensorFlow.
+        assert rows["ClockworkRNN(16, 4 modules), XLA"]["train_ms"] > 0
+        names = [goal["name"] for goal in run_["targets"]]
+        assert "ClockworkRNN (XLA) train / SimpleRNN" in names
+        # Each setting's own targets table, and side by side.
+        assert f"## {label}\n" in text
+    assert text.count("### Targets (this run)") == 2
+    assert f"| target | aim | {on} | {off} |" in text
+
+
+def test_a_failed_setting_fails_the_run_and_is_recorded(tmp_path):
+    import json
+
+    from benchmarks import multi
+
+    js = tmp_path / "bench.json"
+    argv = ["--backend", "torch", "--suite", "nonesuch", "--json", str(js)]
+    with pytest.raises(SystemExit, match=r"failed: torch \(exit status 2\)"):
+        multi.main(argv)
+    saved = json.loads(js.read_text())
+    assert saved["runs"]["torch"]["returncode"] == 2
+    assert saved["runs"]["torch"]["results"] == {}
 
 
 def test_quick_keeps_sizes_given_on_the_command_line():
