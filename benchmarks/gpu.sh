@@ -6,7 +6,10 @@
 #   bash benchmarks/gpu.sh OUT_DIR   # LIMIT=seconds caps each part,
 #                                    # ARGS="--quick" adds arguments
 #
-# Each part writes OUT_DIR/<part>.md and .json after every suite.
+# Each part writes OUT_DIR/<part>.md and .json after every suite. The
+# harness imports TensorFlow only under its backend: the GPU machine needs
+# none. (On a CPU, `python -m benchmarks --backend all --onednn both` runs
+# every backend side by side instead.)
 set -u
 out=${1:-gpu-bench}
 mkdir -p "$out"
