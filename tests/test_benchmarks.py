@@ -268,8 +268,16 @@ def test_settings_of_a_several_backend_run():
 # A tiny suite for the several-process runs: each process imports its
 # backend and compiles a few small models (about 10-25 s on 2 cores).
 TINY = ["--quick", "--suite", "clockwork", "--cw-steps", "4", "--repeats", "1"]
+# These runs set each process' backend themselves: the same test under
+# every KERAS_BACKEND of the suite, so run once, in the TensorFlow run.
+several_processes = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="starts its own processes, the same under every backend: run "
+    "once, under TensorFlow",
+)
 
 
+@several_processes
 def test_jax_and_torch_side_by_side_without_tensorflow(tmp_path, monkeypatch):
     """`--backend jax torch`: one process per backend, each table beside
     its own built-ins, in a summary too; TensorFlow-only rows are skipped
@@ -317,6 +325,7 @@ def test_jax_and_torch_side_by_side_without_tensorflow(tmp_path, monkeypatch):
     assert saved["cpu"] in text.splitlines()[0]
 
 
+@several_processes
 def test_onednn_both_measures_two_tensorflow_settings(tmp_path):
     import json
 
@@ -347,6 +356,7 @@ def test_onednn_both_measures_two_tensorflow_settings(tmp_path):
     assert f"| target | aim | {on} | {off} |" in text
 
 
+@several_processes
 def test_a_failed_setting_fails_the_run_and_is_recorded(tmp_path):
     import json
 
