@@ -6,7 +6,11 @@ layer, the paper's augmentation (random +-2 px shifts, flips on CIFAR-10,
 input corruption), early stopping and learning-rate halving on the
 validation loss, BackupAndRestore (a killed run resumes where it stopped).
 The test error is printed next to the paper's figure and the model is
-exported as a TensorFlow SavedModel.
+exported as a TensorFlow SavedModel. Any Keras backend runs it
+(`KERAS_BACKEND=tensorflow|jax|torch`; the input pipeline is tf.data, which
+Keras feeds to every backend); SavedModel export needs TensorFlow or JAX, so
+on torch the model is saved as a `.keras` file in the export directory
+instead; `--distribute mirrored` needs TensorFlow.
 
     python examples/renet_classifier.py --dataset mnist_sample --preset small
     python examples/renet_classifier.py --dataset cifar10 --preset paper
@@ -135,6 +139,12 @@ def main(argv=None):
         help="tiny model, 2 epochs on mnist_sample: CI",
     )
     args = parser.parse_args(argv)
+    backend = keras.backend.backend()
+    if args.distribute == "mirrored" and backend != "tensorflow":
+        parser.error(
+            "--distribute mirrored (tf.distribute.MirroredStrategy) needs "
+            f"KERAS_BACKEND=tensorflow; this is {backend}"
+        )
     width = 1.0
     if args.quick:
         args.epochs, width = 2, 0.25
@@ -204,9 +214,26 @@ def main(argv=None):
         f"{100 * (1 - test_acc):.2f}% (paper, {args.dataset.split('_')[0]}"
         f" full training set: {paper:.2f}%); training {seconds:.0f} s"
     )
-    model.export(args.export_dir, format="tf_saved_model", verbose=False)
-    print(f"SavedModel exported to {args.export_dir}")
+    export(model, args.export_dir)
     return 0
+
+
+def export(model, path):
+    """A SavedModel (TensorFlow, JAX); on torch, where
+    `model.export(format="tf_saved_model")` fails in `torch.export` (Keras
+    3.15, torch 2.13; a plain Dense model too), a .keras file in `path`."""
+    if keras.backend.backend() == "torch":
+        os.makedirs(path, exist_ok=True)
+        path = os.path.join(path, "model.keras")
+        model.save(path)
+        print(
+            "No SavedModel export (not on the torch backend); model saved "
+            f"to {path} instead"
+        )
+        return path
+    model.export(path, format="tf_saved_model", verbose=False)
+    print(f"SavedModel exported to {path}")
+    return path
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 Each 28x28 digit is read row by row: 28 time steps of 28 pixels. The model is
 `GatedFeedbackRNN -> Dense(10)`, trained with `model.fit`; the test accuracy
 is printed and the model exported as a TensorFlow SavedModel, reloaded with
-`tf.saved_model.load` and checked against the Keras model.
+`tf.saved_model.load` and checked against the Keras model. Any Keras
+backend runs it (`KERAS_BACKEND=tensorflow|jax|torch`); SavedModel export
+needs the TensorFlow or JAX backend and TensorFlow installed, so otherwise
+(torch) the model is saved as a `.keras` file in the export directory
+instead, reloaded and checked the same way.
 
     python examples/sequential_mnist.py                    # bundled sample
     python examples/sequential_mnist.py --dataset mnist    # full MNIST (tfds)
@@ -12,6 +16,7 @@ is printed and the model exported as a TensorFlow SavedModel, reloaded with
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -63,7 +68,21 @@ def build_model(args):
     return model
 
 
+def savedmodel_unavailable():
+    """Why `model.export(format="tf_saved_model")` cannot run here, or None.
+    On torch it fails in `torch.export` (Keras 3.15, torch 2.13; a plain
+    Dense model too); JAX exports through jax2tf, which needs TensorFlow."""
+    if keras.backend.backend() == "torch":
+        return "not on the torch backend"
+    if importlib.util.find_spec("tensorflow") is None:
+        return "TensorFlow is not installed"
+    return None
+
+
 def export_and_check(model, path, x):
+    reason = savedmodel_unavailable()
+    if reason:
+        return save_keras_and_check(model, path, x, reason)
     import tensorflow as tf
 
     model.export(path, format="tf_saved_model", verbose=False)
@@ -73,6 +92,23 @@ def export_and_check(model, path, x):
     print(
         f"SavedModel exported to {path}; reloaded with tf.saved_model.load,"
         f" max |difference| to the Keras model: {diff:.3g}"
+    )
+    return diff
+
+
+def save_keras_and_check(model, path, x, reason):
+    """A .keras file instead of a SavedModel, reloaded with
+    `keras.saving.load_model` and checked."""
+    os.makedirs(path, exist_ok=True)
+    file = os.path.join(path, "model.keras")
+    model.save(file)
+    reloaded = keras.saving.load_model(file)
+    served = reloaded.predict(x, verbose=0)
+    diff = float(np.max(np.abs(served - model.predict(x, verbose=0))))
+    print(
+        f"No SavedModel export ({reason}); saved {file} instead, reloaded "
+        "with keras.saving.load_model, max |difference| to the Keras model: "
+        f"{diff:.3g}"
     )
     return diff
 
