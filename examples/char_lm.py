@@ -202,12 +202,19 @@ def build_model(vocab, args, batch_size, stateful=True):
             )
         )
     else:
+        fused = {}
+        if keras.backend.backend() == "torch" and args.unit_type != "tanh":
+            # Keras 3.15's fused torch GRU/LSTM update a stateful layer's
+            # state in place and backward fails (keras-team/keras#23462,
+            # also on CPU); the plain loop does not.
+            fused["use_cudnn"] = False
         rnn += [
             BUILTIN[args.unit_type](
                 units,
                 return_sequences=True,
                 stateful=stateful,
                 name=f"rnn_{i + 1}",
+                **fused,
             )
             for i in range(layers)
         ]
@@ -325,8 +332,13 @@ def sample(model_path, seed_text, length, temperature, rng_seed):
     model.set_weights(trained.get_weights())
     reset_states(model)
     rng = np.random.default_rng(rng_seed)
-    ids = vocab.encode(seed_text.encode())
-    logits = model.predict_on_batch(ids[None, :])[0, -1]
+
+    def next_logits(ids):
+        # A direct call: Keras' JAX predict_on_batch does not carry a
+        # stateful RNN's state to the next call.
+        return keras.ops.convert_to_numpy(model(ids, training=False))[0, -1]
+
+    logits = next_logits(vocab.encode(seed_text.encode())[None, :])
     out = []
     for _ in range(length):
         z = logits.astype("float64") / temperature
@@ -334,7 +346,7 @@ def sample(model_path, seed_text, length, temperature, rng_seed):
         p[0] = 0.0  # never emit the unknown symbol
         nxt = int(rng.choice(len(p), p=p / p.sum()))
         out.append(nxt)
-        logits = model.predict_on_batch(np.array([[nxt]]))[0, -1]
+        logits = next_logits(np.array([[nxt]], "int32"))
     return seed_text.encode() + vocab.decode(out)
 
 
@@ -459,6 +471,15 @@ def train(args):
         f"{len(test_text):,} characters; {chunks} steps per pass",
         flush=True,
     )
+    if keras.backend.backend() == "jax":
+        print(
+            "note: Keras' JAX trainer does not carry a stateful RNN's state "
+            "from one batch to the next (the states are not among the "
+            "variables it passes along; keras.layers.LSTM neither): here "
+            "every chunk of --seq-len characters starts from a zero state. "
+            "The TensorFlow and torch backends carry it, as in the paper.",
+            flush=True,
+        )
     steps = args.steps_per_epoch or chunks
     dataset = _repeating(x, y, b)
     history = StreamTraining(
