@@ -1,6 +1,7 @@
 """Gated Feedback RNN (Chung, Gulcehre, Cho and Bengio, ICML 2015)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_gfrnn import _fused
@@ -697,6 +698,119 @@ def _upgrade_config(config):
     return {**config, "gate_inputs": "own_layer"}
 
 
+_KERAS_LAYERS = (
+    ("lstm", keras.layers.LSTM),
+    ("gru", keras.layers.GRU),
+    ("tanh", keras.layers.SimpleRNN),
+)
+
+
+def _read_keras_stack(layers):
+    """The unit type, per-layer weights (by name) and shared settings of a
+    stack of Keras LSTM / GRU / SimpleRNN layers, checked."""
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise ValueError(
+            "Argument `layers` must be a non-empty list of Keras LSTM, GRU "
+            f"or SimpleRNN layers. Received: layers={layers!r}"
+        )
+    kinds = {
+        next((t for t, k in _KERAS_LAYERS if isinstance(r, k)), None)
+        for r in layers
+    }
+    if None in kinds or len(kinds) != 1:
+        raise ValueError(
+            "Argument `layers` must hold layers of one kind: all "
+            "keras.layers.LSTM, all GRU or all SimpleRNN. Received: "
+            f"{[type(r).__name__ for r in layers]}"
+        )
+    unit_type = kinds.pop()
+    settings = {}
+    names = ["activation", "use_bias"]
+    if unit_type != "tanh":
+        names.append("recurrent_activation")
+    for name in names:
+        values = [getattr(r, name) for r in layers]
+        if any(v != values[0] for v in values):
+            shown = [getattr(v, "__name__", v) for v in values]
+            raise ValueError(
+                f"The layers must share one `{name}`. Received: {shown}"
+            )
+        settings[name] = values[0]
+    weights = []
+    for k, rnn in enumerate(layers):
+        if unit_type == "gru" and not rnn.reset_after:
+            raise ValueError(
+                "GRU layers must use `reset_after=True` (Keras' default), "
+                f"where r multiplies the recurrent term. Received: "
+                f"layers[{k}] with reset_after=False"
+            )
+        if rnn.go_backwards:
+            raise ValueError(
+                f"The layers must run forwards. Received: layers[{k}] "
+                "with go_backwards=True"
+            )
+        if not rnn.built:
+            raise ValueError(
+                f"The layers must be built (called once, or part of a "
+                f"built model). Received: layers[{k}] unbuilt"
+            )
+        values = {
+            w.path.split("/")[-1]: keras.ops.convert_to_numpy(w)
+            for w in rnn.weights
+        }
+        reads = values["kernel"].shape[0]
+        if k and reads != layers[k - 1].units:
+            raise ValueError(
+                f"Each layer must read the previous layer's output. "
+                f"Received: layers[{k}] reads {reads} features, "
+                f"layers[{k - 1}] has {layers[k - 1].units} units"
+            )
+        weights.append(values)
+    return unit_type, weights, settings
+
+
+def _stack_to_cell_weights(cell, stack):
+    """(variable, value) for every variable of `cell`: the stack's
+    weights in the own-layer blocks, zeros elsewhere (see
+    `GatedFeedbackRNN.from_keras_stack`)."""
+    values = {id(w): np.zeros(w.shape, dtype="float64") for w in cell.weights}
+    # With feedback every global gate is recurrent_activation(0): divide
+    # U^{j->j} by it so that g^{j->j} U^{j->j} is the stack's matrix.
+    scale = 1.0
+    if cell.feedback:
+        gate = keras.ops.convert_to_numpy(
+            cell.recurrent_activation(keras.ops.zeros((1,)))
+        )
+        scale = float(gate[0])
+        if scale == 0.0:
+            raise ValueError(
+                "`recurrent_activation(0)` must not be 0: the global gates "
+                "would switch the feedback off."
+            )
+    offsets = [sum(cell.layer_units[:j]) for j in range(cell.num_layers)]
+    rows_of = {True: offsets, False: [0] * cell.num_layers}
+    for j, (h, w) in enumerate(zip(cell.layer_units, stack)):
+        rec = w["recurrent_kernel"]
+        if cell.unit_type == "lstm":  # Keras: [i, f, c, o]
+            gates = np.concatenate([rec[:, : 2 * h], rec[:, 3 * h :]], 1)
+            candidate = rec[:, 2 * h : 3 * h]
+        else:  # GRU [z, r, h]; SimpleRNN [h]
+            gates, candidate = rec[:, :-h], rec[:, -h:]
+        values[id(cell.kernels[j])] = w["kernel"]
+        if gates.shape[1]:
+            r0 = rows_of[cell._gates_read_all][j]
+            values[id(cell.recurrent_kernels[j])][r0 : r0 + h] = gates
+        r0 = rows_of[cell.feedback][j]
+        values[id(cell.feedback_kernels[j])][r0 : r0 + h] = candidate / scale
+        if cell.use_bias:
+            bias = w["bias"]
+            if cell.unit_type == "gru":  # Keras: rows [input, recurrent]
+                bias = bias[0] + np.concatenate([bias[1, : 2 * h], [0.0] * h])
+                values[id(cell.recurrent_biases[j])] = w["bias"][1, 2 * h :]
+            values[id(cell.biases[j])] = bias
+    return [(w, values[id(w)]) for w in cell.weights]
+
+
 _CELL_ARGS = (
     "units",
     "num_layers",
@@ -934,6 +1048,87 @@ class GatedFeedbackRNN(CellRNN):
     @classmethod
     def from_config(cls, config):
         return cls(**_upgrade_config(config))
+
+    @classmethod
+    def from_keras_stack(cls, layers, feedback=True, **kwargs):
+        """A `GatedFeedbackRNN` that starts as a stack of Keras layers.
+
+        Takes the weights of a trained stack of `keras.layers.LSTM`,
+        `keras.layers.GRU(reset_after=True)` or `keras.layers.SimpleRNN`
+        layers (one kind, bottom layer first) and returns a new layer, its
+        weights set, that computes what the stack computes (to float
+        rounding) until training moves it: the paper's stacked baseline
+        as the starting point of a gated-feedback model.
+
+        The stack's weights go into each layer's own blocks: `kernel_{j}`;
+        the gates' recurrent weights into `recurrent_kernel_{j}` (row block
+        j with `gate_inputs="all_layers"`); the candidate's into block
+        `U^{j->j}` of `feedback_kernel_{j}`; `bias_{j}` (for the GRU,
+        Keras' bias rows `[b_in, b_rec]` become `bias_{j} = b_in +
+        [b_rec_z, b_rec_r, 0]` and `recurrent_bias_{j} = b_rec_h`). Every
+        cross-layer block (`U_.^{i->j}` and `U^{i->j}`, i != j) and every
+        global-gate weight (`gate_kernel_{j}`, `gate_recurrent_kernel_{j}`,
+        `gate_bias_{j}`) is zero. With feedback each global gate is then
+        constant, `g^{i->j} = recurrent_activation(0)` (0.5 for the
+        sigmoid), so block `U^{j->j}` holds the stack's candidate weights
+        divided by that value (for the sigmoid: times 2, exact in floating
+        point) and `g^{j->j} U^{j->j}` is the stack's matrix: the outputs
+        are the stack's, and the global gates start in the middle of
+        their range, where they learn, rather than saturated.
+
+        Args:
+            layers: List of built Keras recurrent layers of one kind, bottom
+                first, each reading the previous one's sequence output.
+            feedback: Whether the new layer has gated feedback. Defaults to
+                `True`; `False` gives the stack itself as one layer.
+            **kwargs: Other `GatedFeedbackRNN` arguments (`gate_inputs`,
+                `output`, `return_sequences`, `stateful`, `name`, ...).
+                `units`, `num_layers`, `unit_type`, `activation`, `use_bias`
+                and (GRU, LSTM) `recurrent_activation` come from the stack.
+
+        Returns:
+            A `GatedFeedbackRNN` whose cell is built for the stack's input
+            size and holds the weights above.
+
+        Example:
+
+        ```python
+        stacked = keras.Sequential([
+            keras.Input((None, 205)),
+            keras.layers.LSTM(191, return_sequences=True),
+            keras.layers.LSTM(191, return_sequences=True),
+            keras.layers.LSTM(191, return_sequences=True),
+            keras.layers.Dense(205, activation="softmax"),
+        ])
+        # ... stacked.fit(...)
+        gf = GatedFeedbackRNN.from_keras_stack(
+            stacked.layers[:3], return_sequences=True
+        )
+        model = keras.Sequential([keras.Input((None, 205)), gf,
+                                  keras.layers.Dense(205, "softmax")])
+        model.layers[-1].set_weights(stacked.layers[-1].get_weights())
+        # model predicts what `stacked` predicts; fit it to train feedback.
+        ```
+        """
+        unit_type, weights, settings = _read_keras_stack(layers)
+        for name in ("units", "num_layers", "unit_type", *settings):
+            if name in kwargs:
+                raise ValueError(
+                    f"`from_keras_stack` takes `{name}` from the Keras "
+                    f"layers. Received: {name}={kwargs[name]!r}"
+                )
+        layer = cls(
+            [rnn.units for rnn in layers],
+            unit_type=unit_type,
+            feedback=feedback,
+            **settings,
+            **kwargs,
+        )
+        cell = layer.cell
+        cell.build((None, weights[0]["kernel"].shape[0]))
+        for variable, value in _stack_to_cell_weights(cell, weights):
+            variable.assign(value)
+        return layer
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell

@@ -15,6 +15,11 @@ from tests import layer_checks
 
 UNIT_TYPES = ["tanh", "gru", "lstm"]
 GATE_INPUTS = ["all_layers", "own_layer"]
+KERAS_LAYERS = {
+    "tanh": keras.layers.SimpleRNN,
+    "gru": keras.layers.GRU,
+    "lstm": keras.layers.LSTM,
+}
 ALL_CASES = [
     (unit_type, feedback, output)
     for unit_type in UNIT_TYPES
@@ -253,6 +258,47 @@ def test_gate_inputs_has_no_effect_without_feedback_or_gates(unit_type):
         )
 
 
+def char_model_params(rnn_layers, vocab=205):
+    """All parameters of one-hot(vocab) -> RNN layers -> Dense softmax."""
+    model = keras.Sequential(
+        [keras.Input((None, vocab)), *rnn_layers]
+        + [keras.layers.Dense(vocab, activation="softmax")]
+    )
+    return model.count_params()
+
+
+@pytest.mark.parametrize(
+    "unit_type,stacked,gf", [("lstm", 191, 140), ("gru", 228, 165)]
+)
+def test_paper_table1_sizes_have_about_equal_parameters(unit_type, stacked, gf):
+    """The paper's Table 1 sizes (3 layers) are within 10% in parameters
+    with the default form; with gates on their own layer they are not."""
+    baseline = char_model_params(
+        [
+            KERAS_LAYERS[unit_type](stacked, return_sequences=True)
+            for _ in range(3)
+        ]
+    )
+    counts = {
+        gate_inputs: char_model_params(
+            [
+                GatedFeedbackRNN(
+                    gf,
+                    num_layers=3,
+                    unit_type=unit_type,
+                    gate_inputs=gate_inputs,
+                    return_sequences=True,
+                )
+            ]
+        )
+        for gate_inputs in GATE_INPUTS
+    }
+    print(unit_type, baseline, counts)
+    assert abs(counts["all_layers"] / baseline - 1.0) < 0.10
+    assert counts["own_layer"] / baseline < 0.8
+    assert GatedFeedbackRNN(gf, 3).gate_inputs == "all_layers"  # default
+
+
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
 @pytest.mark.parametrize("feedback", [True, False])
 def test_dropout_masks_follow_the_equations(unit_type, feedback, monkeypatch):
@@ -327,13 +373,6 @@ def test_correctness_without_bias_single_layer(unit_type):
     np.testing.assert_allclose(run_layer(layer, x), expected[:, -1], atol=1e-5)
 
 
-KERAS_LAYERS = {
-    "tanh": keras.layers.SimpleRNN,
-    "gru": keras.layers.GRU,
-    "lstm": keras.layers.LSTM,
-}
-
-
 def random_keras_stack(unit_type, sizes, input_dim, seed=0):
     """Built Keras layers (GRU with reset_after=True), every weight random
     (the GRU's recurrent bias row too), and their weights by layer."""
@@ -395,6 +434,143 @@ def test_no_feedback_equals_keras_stack(unit_type, gate_inputs):
     np.testing.assert_allclose(
         run_layer(layer, x), run_stack(stack, x), atol=1e-5
     )
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+@pytest.mark.parametrize(
+    "feedback,gate_inputs",
+    [(True, "all_layers"), (True, "own_layer"), (False, "all_layers")],
+)
+def test_from_keras_stack_starts_as_the_stack(unit_type, feedback, gate_inputs):
+    """Weights of a Keras stack (random, biases too) in the own-layer
+    blocks; cross-layer blocks and global-gate weights zero: the outputs
+    and final states are the stack's."""
+    x = make_inputs()
+    sizes = [4, 3, 5]
+    stack, keras_weights = random_keras_stack(unit_type, sizes, x.shape[-1])
+    layer = GatedFeedbackRNN.from_keras_stack(
+        stack,
+        feedback=feedback,
+        gate_inputs=gate_inputs,
+        return_sequences=True,
+        name="gf",
+    )
+    assert layer.layer_units == tuple(sizes)
+    assert layer.unit_type == unit_type and layer.name == "gf"
+    assert layer.gate_inputs == gate_inputs and layer.feedback == feedback
+    np.testing.assert_allclose(
+        run_layer(layer, x), run_stack(stack, x), atol=1e-5
+    )
+    # The weights, block by block (Keras' columns: [i, f, c, o], [z, r, h]).
+    w = {
+        v.path.split("/")[-1]: keras.ops.convert_to_numpy(v)
+        for v in layer.weights
+    }
+    offsets = np.cumsum([0] + sizes)
+    for j, (h, (kernel, rec, bias)) in enumerate(zip(sizes, keras_weights)):
+        k = j + 1
+        np.testing.assert_allclose(w[f"kernel_{k}"], kernel, rtol=1e-6)
+        fb = w[f"feedback_kernel_{k}"]
+        rows = slice(offsets[j], offsets[j + 1]) if feedback else slice(None)
+        scale = 2.0 if feedback else 1.0  # 1 / sigmoid(0)
+        np.testing.assert_allclose(
+            fb[rows] / scale,
+            rec[:, -h:] if unit_type != "lstm" else rec[:, 2 * h : 3 * h],
+            rtol=1e-6,
+        )
+        fb[rows] = 0.0
+        assert not fb.any()  # U^{i->j}, i != j
+        if feedback:
+            for name in ("gate_kernel", "gate_recurrent_kernel", "gate_bias"):
+                assert not w[f"{name}_{k}"].any()
+        if unit_type != "tanh":
+            gates = w[f"recurrent_kernel_{k}"]
+            if feedback and gate_inputs == "all_layers":
+                assert gates.shape[0] == sum(sizes)
+                own = gates[offsets[j] : offsets[j + 1]].copy()
+                gates[offsets[j] : offsets[j + 1]] = 0.0
+                assert not gates.any()
+            else:
+                own = gates
+            expected = (
+                np.concatenate([rec[:, : 2 * h], rec[:, 3 * h :]], axis=1)
+                if unit_type == "lstm"
+                else rec[:, : 2 * h]
+            )
+            np.testing.assert_allclose(own, expected, rtol=1e-6)
+        if unit_type == "gru":
+            np.testing.assert_allclose(
+                w[f"bias_{k}"],
+                bias[0] + np.concatenate([bias[1, : 2 * h], np.zeros(h)]),
+                rtol=1e-6,
+            )
+            np.testing.assert_allclose(
+                w[f"recurrent_bias_{k}"], bias[1, 2 * h :], rtol=1e-6
+            )
+        else:
+            np.testing.assert_allclose(w[f"bias_{k}"], bias, rtol=1e-6)
+
+
+def test_from_keras_stack_in_a_model(tmp_path):
+    """The docstring's recipe: a stateful GF model that starts as a trained
+    stack, a non-default gate activation and no bias; it saves and trains."""
+    x = make_inputs(batch=2, steps=4, features=3)
+    stack = [
+        keras.layers.LSTM(
+            4,
+            return_sequences=True,
+            recurrent_activation="hard_sigmoid",
+            use_bias=False,
+        )
+        for _ in range(2)
+    ]
+    for k, rnn in enumerate(stack):
+        rnn.build((None, None, 3 if k == 0 else 4))
+        randomize(rnn, seed=k)
+    expected = run_stack(stack, x)
+    gf = GatedFeedbackRNN.from_keras_stack(
+        stack, return_sequences=True, stateful=True
+    )
+    assert gf.recurrent_activation is keras.activations.hard_sigmoid
+    assert not gf.use_bias
+    model = keras.Sequential([keras.Input(batch_shape=(2, None, 3)), gf])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(x)), expected, atol=1e-5
+    )
+    model.compile("adam", "mse")
+    model.fit(x, np.zeros((2, 4, 4)), epochs=1, verbose=0)
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(gf.cell.gate_recurrent_kernels[1]), 0.0
+    )
+    path = os.path.join(tmp_path, "gf.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_from_keras_stack_errors():
+    def built(rnn, d=3):
+        rnn.build((None, None, d))
+        return rnn
+
+    lstm = built(keras.layers.LSTM(4))
+    cases = [
+        ([], "non-empty list"),
+        ([lstm, built(keras.layers.GRU(4), 4)], "one kind"),
+        ([keras.layers.Dense(4)], "one kind"),
+        ([built(keras.layers.GRU(4, reset_after=False))], "reset_after"),
+        ([built(keras.layers.LSTM(4, go_backwards=True))], "go_backwards"),
+        ([keras.layers.LSTM(4)], "unbuilt"),
+        ([lstm, built(keras.layers.LSTM(4), 5)], "reads 5 features"),
+        ([lstm, built(keras.layers.LSTM(4, activation="relu"), 4)], "relu"),
+    ]
+    for layers, match in cases:
+        with pytest.raises(ValueError, match=match):
+            GatedFeedbackRNN.from_keras_stack(layers)
+    for name in ("units", "unit_type", "activation", "use_bias"):
+        with pytest.raises(ValueError, match=f"takes `{name}`"):
+            GatedFeedbackRNN.from_keras_stack([lstm], **{name: 4})
 
 
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
