@@ -23,23 +23,36 @@ def stacked(unit_type, batch, steps, input_dim, units, layers):
     return total
 
 
-def gated_feedback(unit_type, batch, steps, input_dim, units, layers, feedback):
-    """GatedFeedbackRNN with `layers` layers of `units` (DESIGN.md 2).
+def gated_feedback(
+    unit_type,
+    batch,
+    steps,
+    input_dim,
+    units,
+    layers,
+    feedback,
+    gate_inputs="all_layers",
+):
+    """GatedFeedbackRNN with `layers` layers of `units` (docs/design.md).
 
     Per step, layer j: input projection `(G H + L)` columns (the `L` global
-    gate logits with feedback); every layer's `h_{t-1}` is read by its own
-    gates (`(G - 1) H` columns), and with feedback by every `U^{i->j}`
-    (`L H` columns) and by the `L x L` global gates (each reads all of
-    `h*_{t-1}`: `L^2` columns).
+    gate logits with feedback); every layer's `h_{t-1}` is read by the
+    gates (`(G - 1) H` columns of its own layer's, or with feedback and
+    `gate_inputs="all_layers"` of every layer's: `(G - 1) L H`), and with
+    feedback by every `U^{i->j}` (`L H` columns) and by the `L x L` global
+    gates (each reads all of `h*_{t-1}`: `L^2` columns).
     """
     if not feedback:
         return stacked(unit_type, batch, steps, input_dim, units, layers)
     g = GATES[unit_type]
+    gate_targets = layers if gate_inputs == "all_layers" else 1
     per_step = 0
     d = input_dim
     for _ in range(layers):
         per_step += d * (g * units + layers)
-        per_step += units * ((g - 1) * units + layers * units + layers**2)
+        per_step += units * (
+            gate_targets * (g - 1) * units + layers * units + layers**2
+        )
         d = units
     return 2 * batch * steps * per_step
 

@@ -25,18 +25,26 @@ backpropagation through time); reported in bits per character (BPC).
 
     python examples/char_lm.py --quick   # offline, tiny: for CI
 
-Models (`--model`, `--sizes paper`: the paper's Table 1, about the same
-number of parameters per unit type): `single` (tanh 1x1000, GRU 1x540,
+Models (`--model`), the paper's Table 1: `single` (tanh 1x1000, GRU 1x540,
 LSTM 1x456), `stacked` (3x390, 3x228, 3x191), `gf` (gated feedback,
-3x303, 3x165, 3x140), `gf-l` (gated feedback at the stacked sizes).
-`--units` and `--layers` override the sizes. The paper picked these sizes
-for equal parameter counts; with this package's GF-RNN (DESIGN.md: gates
-read only their own layer, the global gates read all of h*) GF-LSTM 3x140
-has about 0.7x the parameters of stacked 3x191, and `--units 169` matches
-it (0.92M trainable each at a 199-symbol vocabulary). Characters are
-one-hot coded (a frozen identity embedding) and the output is a softmax
-over the vocabulary; the vocabulary is built from the training split, with one
-unknown symbol for bytes that appear only in validation or test.
+3x303, 3x165, 3x140) and `gf-l` (gated feedback at the stacked sizes).
+`--sizes paper` (default) takes these sizes; `--sizes matched` takes them
+for `single`, `stacked` and `gf-l` and gives `gf` the number of units whose
+parameter count (recurrent layers and softmax, at this run's vocabulary
+and `--gate-inputs`) is closest to the stacked model's. `--units` and
+`--layers` override either. By default (`--gate-inputs all_layers`, the
+authors' form: every layer's gates read every layer's previous state; see
+docs/design.md) the Table 1 GRU and LSTM sizes have about equal
+parameter counts: at a 205-symbol vocabulary, GF-LSTM 3x140 has 1,013,029
+and stacked LSTM 3x191 927,892, GF-GRU 3x165 1,041,979 and stacked GRU
+3x228 971,029 (GF-tanh 3x303 has 1.24x stacked tanh 3x390's; `--sizes
+matched` picks 3x270). With `--gate-inputs own_layer` (gates read only
+their own layer) GF-LSTM 3x140 has about 0.7x the stacked model's
+parameters; `--sizes matched` then picks 3x169 (at 199 symbols).
+Characters are one-hot coded (a frozen identity embedding) and the output
+is a softmax over the vocabulary; the vocabulary is built from the
+training split, with one unknown symbol for bytes that appear only in
+validation or test.
 """
 
 import argparse
@@ -182,42 +190,94 @@ def streams(ids, batch, length, max_chars=None):
 
 
 # ------------------------------------------------------------------- models
-def model_sizes(args):
-    layers, units = PAPER_SIZES[args.unit_type][args.model]
-    return args.layers or layers, args.units or units
+def model_sizes(args, vocab=None):
+    """(layers, units) of the model: the paper's Table 1 (`--sizes paper`)
+    or, for `gf` with `--sizes matched`, the units closest in parameters
+    to the stacked model at `vocab`; `--layers` / `--units` override."""
+    table_layers, units = PAPER_SIZES[args.unit_type][args.model]
+    layers = args.layers or table_layers
+    if args.units:
+        return layers, args.units
+    if args.sizes == "matched" and args.model == "gf":
+        if vocab is None:
+            raise ValueError("--sizes matched needs the vocabulary size")
+        units = matched_units(args, vocab, layers)
+    return layers, units
 
 
-def build_model(vocab, args, batch_size, stateful=True):
-    layers, units = model_sizes(args)
-    rnn = []
-    if args.model in ("gf", "gf-l"):
-        rnn.append(
+def matched_units(args, vocab, layers):
+    """The `gf` units whose parameter count is closest to the stacked
+    model's (Table 1 units, `layers` layers) at this vocabulary."""
+    stacked_units = PAPER_SIZES[args.unit_type]["stacked"][1]
+    target = count_params(args, "stacked", vocab, layers, stacked_units)
+    low, high = 1, 4 * stacked_units
+    while low < high:  # the smallest size with at least `target`
+        mid = (low + high) // 2
+        if count_params(args, "gf", vocab, layers, mid) < target:
+            low = mid + 1
+        else:
+            high = mid
+    return min(
+        (low - 1, low),
+        key=lambda u: (
+            abs(count_params(args, "gf", vocab, layers, u) - target)
+            if u > 0
+            else math.inf
+        ),
+    )
+
+
+def count_params(args, model, vocab, layers, units):
+    """Trainable parameters of the recurrent layers and the softmax."""
+    shape, count = (None, None, vocab), vocab * units + vocab
+    for rnn in rnn_layers(
+        args,
+        model,
+        layers,
+        units,
+        stateful=False,
+        kernel_initializer="zeros",
+        recurrent_initializer="zeros",
+    ):
+        rnn.build(shape)
+        count += rnn.count_params()
+        shape = (None, None, units)
+    return count
+
+
+def rnn_layers(args, model, layers, units, stateful, **kwargs):
+    if model in ("gf", "gf-l"):
+        return [
             GatedFeedbackRNN(
                 units,
                 num_layers=layers,
                 unit_type=args.unit_type,
+                gate_inputs=args.gate_inputs,
                 return_sequences=True,
                 stateful=stateful,
                 name="gf_rnn",
+                **kwargs,
             )
-        )
-    else:
-        fused = {}
-        if keras.backend.backend() == "torch" and args.unit_type != "tanh":
-            # Keras 3.15's fused torch GRU/LSTM update a stateful layer's
-            # state in place and backward fails (keras-team/keras#23462,
-            # also on CPU); the plain loop does not.
-            fused["use_cudnn"] = False
-        rnn += [
-            BUILTIN[args.unit_type](
-                units,
-                return_sequences=True,
-                stateful=stateful,
-                name=f"rnn_{i + 1}",
-                **fused,
-            )
-            for i in range(layers)
         ]
+    if keras.backend.backend() == "torch" and args.unit_type != "tanh":
+        # Keras 3.15's fused torch GRU/LSTM update a stateful layer's
+        # state in place and backward fails (keras-team/keras#23462,
+        # also on CPU); the plain loop does not.
+        kwargs["use_cudnn"] = False
+    return [
+        BUILTIN[args.unit_type](
+            units,
+            return_sequences=True,
+            stateful=stateful,
+            name=f"rnn_{i + 1}",
+            **kwargs,
+        )
+        for i in range(layers)
+    ]
+
+
+def build_model(vocab, args, batch_size, stateful=True):
+    layers, units = model_sizes(args, vocab)
     model = keras.Sequential(
         [
             keras.Input((None,), batch_size=batch_size, dtype="int32"),
@@ -229,7 +289,7 @@ def build_model(vocab, args, batch_size, stateful=True):
                 trainable=False,
                 name="one_hot",
             ),
-            *rnn,
+            *rnn_layers(args, args.model, layers, units, stateful),
             keras.layers.Dense(vocab, name="softmax"),
         ],
         name=f"{args.model}_{args.unit_type}_{layers}x{units}",
@@ -327,7 +387,8 @@ def sample(model_path, seed_text, length, temperature, rng_seed):
     with open(vocab_path(model_path)) as f:
         meta = json.load(f)
     vocab = Vocabulary(meta["symbols"])
-    args = argparse.Namespace(**meta["args"])
+    # Runs saved before --gate-inputs had gates on their own layer.
+    args = argparse.Namespace(**{"gate_inputs": "own_layer", **meta["args"]})
     model = build_model(len(vocab), args, batch_size=1)
     model.set_weights(trained.get_weights())
     reset_states(model)
@@ -389,9 +450,17 @@ def parse(argv=None):
     )
     parser.add_argument(
         "--sizes",
-        choices=["paper"],
+        choices=["paper", "matched"],
         default="paper",
-        help="Table 1 sizes (override with --units / --layers)",
+        help="paper: Table 1 sizes; matched: gf units for the stacked "
+        "model's parameter count (override with --units / --layers)",
+    )
+    parser.add_argument(
+        "--gate-inputs",
+        choices=["all_layers", "own_layer"],
+        default="all_layers",
+        help="GatedFeedbackRNN(gate_inputs=...): whether every layer's "
+        "gates read every layer's previous state (the authors' form)",
     )
     parser.add_argument("--units", type=int)
     parser.add_argument("--layers", type=int)
@@ -463,7 +532,7 @@ def train(args):
         for name, text in (("valid", valid_text), ("test", test_text))
     }
     model = build_model(len(vocab), args, b)
-    layers, units = model_sizes(args)
+    layers, units = model_sizes(args, len(vocab))
     print(
         f"{args.model} {args.unit_type} {layers}x{units}: "
         f"{model.count_params():,} parameters; vocabulary {len(vocab)}; "

@@ -1,6 +1,7 @@
 """Gated Feedback RNN (Chung, Gulcehre, Cho and Bengio, ICML 2015)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_gfrnn import _fused
@@ -16,6 +17,7 @@ from keras_gfrnn._validation import check_rate
 # the gates that read only the same layer's previous state.
 _NUM_BLOCKS = {"tanh": 1, "gru": 3, "lstm": 4}
 _OUTPUT_MODES = ("top", "concat")
+_GATE_INPUTS = ("all_layers", "own_layer")
 
 
 def _layer_sizes(units, num_layers):
@@ -49,7 +51,7 @@ class GatedFeedbackCell(keras.layers.Layer):
     Computes one step of L stacked recurrent layers in which every layer
     feeds every layer at the next step through learned scalar global reset
     gates (Chung et al., 2015). With `h^0_t = x_t` and
-    `h*_{t-1} = concat(h^1_{t-1}, ..., h^L_{t-1})`:
+    `h*_{t-1} = concat(h^1_{t-1}, ..., h^L_{t-1})` (size `S = sum(units)`):
 
     ```
     g^{i->j}_t = sigmoid(w_g^{i->j} . h^{j-1}_t + u_g^{i->j} . h*_{t-1}
@@ -57,23 +59,68 @@ class GatedFeedbackCell(keras.layers.Layer):
     F^j_t = sum_{i=1..L} g^{i->j}_t * (U^{i->j} h^i_{t-1})
     ```
 
-    and, per `unit_type` (gates i, f, o, z, r read only the same layer's
-    previous state; the global reset gates act only on the candidate):
+    The global reset gates act only on the candidate's recurrent terms.
+    The other gates (LSTM i, f, o; GRU z, r) read, through full matrices
+    that no global gate scales,
+
+    ```
+    "all_layers" (default): R^j_. = sum_{i=1..L} U_.^{i->j} h^i_{t-1}
+    "own_layer":            R^j_. = U_.^{j->j} h^j_{t-1}
+    ```
+
+    and, per `unit_type`:
 
     ```
     tanh: h^j_t = tanh(W^j h^{j-1}_t + F^j_t + b^j)
-    gru:  z = sigmoid(W_z h^{j-1}_t + U_z h^j_{t-1} + b_z)
-          r = sigmoid(W_r h^{j-1}_t + U_r h^j_{t-1} + b_r)
-          h~ = tanh(W_h h^{j-1}_t + r * F^j_t + b_h)
+    gru:  z = sigmoid(W_z h^{j-1}_t + R^j_z + b_z)
+          r = sigmoid(W_r h^{j-1}_t + R^j_r + b_r)
+          h~ = tanh(W_h h^{j-1}_t + b_h + r * (F^j_t + b_rh))
           h^j_t = z * h^j_{t-1} + (1 - z) * h~
-    lstm: i, f, o = sigmoid(W_. h^{j-1}_t + U_. h^j_{t-1} + b_.)
+    lstm: i, f, o = sigmoid(W_. h^{j-1}_t + R^j_. + b_.)
           c~ = tanh(W_c h^{j-1}_t + F^j_t + b_c)
           c^j_t = f * c^j_{t-1} + i * c~,   h^j_t = o * tanh(c^j_t)
     ```
 
-    With `feedback=False` there are no gates and `F^j_t = U^{j->j} h^j_{t-1}`:
-    a plain stack of tanh / GRU / LSTM layers (the paper's "stacked"
-    baseline).
+    `"all_layers"` is the default because it is the authors' form: the
+    first author's released Theano implementation (github.com/jych/cle,
+    `cle/layers/recurrent.py`, classes `GFLSTM` and `GFGRU`) feeds every
+    layer's gates from every layer's previous state, and with it the
+    paper's Table 1 sizes have about equal parameter counts (stacked LSTM
+    3x191 and GF-LSTM 3x140; stacked GRU 3x228 and GF-GRU 3x165; within
+    10% on a 205-symbol character model). `"own_layer"` keeps each gate on
+    its own layer (keras_gfrnn 0.1.0's only form: fewer parameters at the
+    same sizes). The GRU's `b_rh` sits where `keras.layers.GRU(
+    reset_after=True)` puts its recurrent candidate bias.
+
+    With `feedback=False` there are no global gates and no cross-layer
+    weights: `F^j_t = U^{j->j} h^j_{t-1}` and the gates read only their own
+    layer whatever `gate_inputs` says, a plain stack equal to Keras'
+    `SimpleRNN` / `GRU(reset_after=True)` / `LSTM` layers stacked (the
+    paper's "stacked" baseline). For tanh units (no gates) `gate_inputs`
+    has no effect either.
+
+    Weights, per layer j = 1..L (`d_j`: its input size; `G` = 1 / 3 / 4
+    for tanh / GRU / LSTM; `H_j = units[j-1]`):
+
+    ```
+    kernel_{j}                 (d_j, G*H_j)   W; columns LSTM [i, f, c, o],
+                                              GRU [z, r, h], tanh [h]
+    recurrent_kernel_{j}       (S, (G-1)*H_j) U_. of the gates: row block i
+      (GRU, LSTM)                             is U_.^{i->j}; columns LSTM
+                                              [i, f, o], GRU [z, r]
+                               (H_j, (G-1)*H_j) with "own_layer" or
+                                              feedback=False: U_.^{j->j}
+    feedback_kernel_{j}        (S, H_j)       row block i is U^{i->j}
+                               (H_j, H_j)     feedback=False: U^{j->j}
+    gate_kernel_{j}            (d_j, L)       column i is w_g^{i->j}
+    gate_recurrent_kernel_{j}  (S, L)         column i is u_g^{i->j}
+    bias_{j}                   (G*H_j,)       b, columns as kernel_{j}
+    recurrent_bias_{j} (GRU)   (H_j,)         b_rh
+    gate_bias_{j}              (L,)           b_g^{i->j}
+    ```
+
+    `gate_*` weights exist only with feedback, biases only with
+    `use_bias=True`.
 
     This cell works on its own inside `keras.layers.RNN` and gives the same
     numbers as `GatedFeedbackRNN`, which runs a fused version of it (one
@@ -96,20 +143,25 @@ class GatedFeedbackCell(keras.layers.Layer):
         unit_type: `"tanh"`, `"gru"` or `"lstm"`. Defaults to `"lstm"`.
         feedback: Whether layers feed each other through the global reset
             gates. `False` gives a plain stack. Defaults to `True`.
+        gate_inputs: `"all_layers"` (default, the authors' form): with
+            feedback, the gates of every layer read every layer's previous
+            state; `"own_layer"`: only their own layer's. No effect with
+            `feedback=False` or `unit_type="tanh"`.
         output: `"top"` (the top layer's `h^L_t`, default) or `"concat"` (all
             layers' hidden states concatenated, size `sum(units)`).
         activation: Activation of the candidate (and of the LSTM cell state
             on output). Defaults to `"tanh"`.
         recurrent_activation: Activation of the gates, global reset gates
             included. Defaults to `"sigmoid"`.
-        use_bias: Whether to use `bias_{j}` and `gate_bias_{j}`.
+        use_bias: Whether to use `bias_{j}`, `recurrent_bias_{j}` (GRU)
+            and `gate_bias_{j}`. Defaults to `True`.
         kernel_initializer: For `kernel_{j}` and `gate_kernel_{j}`.
             Defaults to `"glorot_uniform"`.
         recurrent_initializer: For `recurrent_kernel_{j}`,
             `feedback_kernel_{j}` and `gate_recurrent_kernel_{j}`.
             Defaults to `"orthogonal"`.
-        bias_initializer: For `bias_{j}` and `gate_bias_{j}`. Defaults to
-            `"zeros"`.
+        bias_initializer: For `bias_{j}`, `recurrent_bias_{j}` and
+            `gate_bias_{j}`. Defaults to `"zeros"`.
         unit_forget_bias: If `True` (LSTM only), add 1 to the forget gate
             bias at initialization, as `keras.layers.LSTM` does.
         kernel_regularizer, recurrent_regularizer, bias_regularizer:
@@ -139,6 +191,7 @@ class GatedFeedbackCell(keras.layers.Layer):
         num_layers=None,
         unit_type="lstm",
         feedback=True,
+        gate_inputs="all_layers",
         output="top",
         activation="tanh",
         recurrent_activation="sigmoid",
@@ -169,6 +222,9 @@ class GatedFeedbackCell(keras.layers.Layer):
                 f"Received: feedback={feedback}"
             )
         self.feedback = feedback
+        self.gate_inputs = check_choice(
+            "gate_inputs", gate_inputs, _GATE_INPUTS
+        )
         self.output_mode = check_choice("output", output, _OUTPUT_MODES)
         self.activation = keras.activations.get(activation)
         self.recurrent_activation = keras.activations.get(recurrent_activation)
@@ -195,13 +251,29 @@ class GatedFeedbackCell(keras.layers.Layer):
 
         sizes = self.layer_units
         self._num_blocks = _NUM_BLOCKS[self.unit_type]
-        # Split points of layer i's recurrent read (with feedback): its own
-        # gates, then U^{i->j} h^i for every j, then the gate logits.
-        ends = [sum(sizes[: k + 1]) for k in range(self.num_layers)]
-        self._read_splits = [
-            [(self._num_blocks - 1) * units + e for e in [0] + ends]
-            for units in sizes
-        ]
+        # Whether the gates (LSTM i, f, o; GRU z, r) of every layer read
+        # every layer's previous state. Only with feedback: a plain stack's
+        # gates read their own layer, as Keras' layers do.
+        self._gates_read_all = (
+            self.feedback
+            and self._num_blocks > 1
+            and self.gate_inputs == "all_layers"
+        )
+        # Split points of layer i's recurrent read with feedback (see
+        # `fused_weights`): the gate terms it sends (to every layer, or to
+        # its own), then U^{i->j} h^i for every j, then the gate logits.
+        self._read_splits = []
+        for units in sizes:
+            if self._gates_read_all:
+                widths = [(self._num_blocks - 1) * n for n in sizes]
+            elif self._num_blocks > 1:
+                widths = [(self._num_blocks - 1) * units]
+            else:
+                widths = []
+            widths += list(sizes)
+            self._read_splits.append(
+                [sum(widths[: k + 1]) for k in range(len(widths))]
+            )
         self._fused_context = None
         self.state_size = list(sizes) * (2 if self.unit_type == "lstm" else 1)
         self.output_size = (
@@ -222,7 +294,8 @@ class GatedFeedbackCell(keras.layers.Layer):
         layers = self.num_layers
         self.kernels, self.recurrent_kernels, self.feedback_kernels = [], [], []
         self.gate_kernels, self.gate_recurrent_kernels = [], []
-        self.biases, self.gate_biases = [], []
+        self.biases, self.recurrent_biases, self.gate_biases = [], [], []
+        gate_rows = total if self._gates_read_all else None
         for j, units in enumerate(sizes, start=1):
             in_dim = input_dim if j == 1 else sizes[j - 2]
             self.kernels.append(
@@ -231,7 +304,8 @@ class GatedFeedbackCell(keras.layers.Layer):
             if blocks > 1:
                 self.recurrent_kernels.append(
                     self._recurrent(
-                        f"recurrent_kernel_{j}", (units, (blocks - 1) * units)
+                        f"recurrent_kernel_{j}",
+                        (gate_rows or units, (blocks - 1) * units),
                     )
                 )
             fb_rows = total if self.feedback else units
@@ -253,6 +327,14 @@ class GatedFeedbackCell(keras.layers.Layer):
                         f"bias_{j}", (blocks * units,), self._bias_init(units)
                     )
                 )
+                if self.unit_type == "gru":
+                    self.recurrent_biases.append(
+                        self._bias(
+                            f"recurrent_bias_{j}",
+                            (units,),
+                            self.bias_initializer,
+                        )
+                    )
                 if self.feedback:
                     self.gate_biases.append(
                         self._bias(
@@ -326,13 +408,17 @@ class GatedFeedbackCell(keras.layers.Layer):
         """The weights in the layouts the loop uses, as a `FusedContext`:
 
         - `input_kernels[j]`: `(d_j, G*H_j [+ L])` with columns
-          `[same-layer gates | candidate | global gate logits w_g^{.->j}]`,
+          `[gates | candidate | global gate logits w_g^{.->j}]`,
           and `input_biases[j]` (or `None`);
         - `recurrent_kernels[i]`: everything that multiplies `h^i_{t-1}`,
-          side by side: with feedback `(H_i, (G-1)*H_i + S + L*L)`, columns
-          `[same-layer gates of i | U^{i->1} ... U^{i->L} | u_g^{i->1} ...
-          u_g^{i->L}]` (each `u_g^{i->j}` block is L columns, one per
-          gate of layer j); without feedback `[same-layer gates | U^{i->i}]`.
+          side by side. With feedback, columns `[gate terms | U^{i->1} ...
+          U^{i->L} | u_g^{i->1} ... u_g^{i->L}]` (each `u_g^{i->j}` block
+          is L columns, one per gate of layer j), where the gate terms are
+          `U_gates^{i->1} ... U_gates^{i->L}` (`gate_inputs="all_layers"`:
+          `(H_i, (G-1)*S + S + L*L)`) or layer i's own `U_gates^{i->i}`
+          (`"own_layer"`: `(H_i, (G-1)*H_i + S + L*L)`); without feedback
+          `[U_gates^{i->i} | U^{i->i}]`;
+        - `recurrent_biases[j]`: the GRU's `b_rh` (or `None`).
 
         So a step reads `h*_{t-1}` with one plain matmul per layer. Plain,
         not batched: TensorFlow's batched matmul (and its gradient) ran at
@@ -353,18 +439,25 @@ class GatedFeedbackCell(keras.layers.Layer):
                 input_biases.append(bias)
             else:
                 input_biases.append(None)
-            parts = [self.recurrent_kernels[j]] if self._num_blocks > 1 else []
+            rows = slice(offsets[j], offsets[j] + units)
+            if self._gates_read_all:
+                parts = [k[rows] for k in self.recurrent_kernels]
+            elif self._num_blocks > 1:
+                parts = [self.recurrent_kernels[j]]
+            else:
+                parts = []
             if self.feedback:
-                rows = slice(offsets[j], offsets[j] + units)
                 parts += [k[rows] for k in self.feedback_kernels]
                 parts += [k[rows] for k in self.gate_recurrent_kernels]
             else:
                 parts.append(self.feedback_kernels[j])
             recurrent.append(ops.concatenate(parts, axis=1))
+        recurrent_biases = list(self.recurrent_biases) or [None] * len(sizes)
         return _fused.FusedContext(
             input_kernels=input_kernels,
             input_biases=input_biases,
             recurrent_kernels=recurrent,
+            recurrent_biases=recurrent_biases,
         )
 
     def project_inputs(self, inputs, weights, layer=0):
@@ -454,7 +547,8 @@ class GatedFeedbackCell(keras.layers.Layer):
 
         Every product with `h*_{t-1}` comes first, from one matmul per
         source layer i (none of them waits for the current step); layer j
-        then only weighs the products `U^{i->j} h^i` with its gates.
+        then only adds up its gate terms and weighs the products
+        `U^{i->j} h^i` with its global reset gates.
         """
         sizes = self.layer_units
         layers = self.num_layers
@@ -469,15 +563,23 @@ class GatedFeedbackCell(keras.layers.Layer):
             ops.matmul(h, k) for h, k in zip(reads, weights.recurrent_kernels)
         ]
         if self.feedback:
-            # own[i] -> [same-layer gates of i | U^{i->j} h^i for every j |
-            # gate logits]; products[j][i] = U^{i->j} h^i.
+            # own[i] -> [gate terms | U^{i->j} h^i for every j | gate
+            # logits]. gate_terms[j]: the recurrent terms of layer j's gates;
+            # products[j][i] = U^{i->j} h^i.
+            gate_terms = [[] for _ in sizes]
             products = [[] for _ in sizes]
             gate_reads = None
             for i in range(layers):
                 pieces = ops.split(own[i], self._read_splits[i], axis=-1)
-                own[i] = pieces[0]
+                if self._gates_read_all:
+                    for j in range(layers):
+                        gate_terms[j].append(pieces[j])
+                    pieces = pieces[layers:]
+                elif self._num_blocks > 1:
+                    gate_terms[i].append(pieces[0])
+                    pieces = pieces[1:]
                 for j in range(layers):
-                    products[j].append(pieces[1 + j])
+                    products[j].append(pieces[j])
                 logits = pieces[-1]
                 gate_reads = (
                     logits if gate_reads is None else gate_reads + logits
@@ -501,7 +603,11 @@ class GatedFeedbackCell(keras.layers.Layer):
                 fb = g[0] * products[j][0]
                 for i in range(1, layers):
                     fb = fb + g[i] * products[j][i]
-                pre_gates = x_own + own[j] if ng else None
+                pre_gates = None
+                if ng:
+                    pre_gates = x_own
+                    for term in gate_terms[j]:
+                        pre_gates = pre_gates + term
             elif self.unit_type == "gru":
                 x_own, x_cand = ops.split(x, [ng], axis=-1)
                 own_gates, fb = ops.split(own[j], [ng], axis=-1)
@@ -515,18 +621,16 @@ class GatedFeedbackCell(keras.layers.Layer):
                 else:
                     x_cand = z
                 fb = None
-            cand = (
-                x_cand
-                if fb is None or self.unit_type == "gru"
-                else (x_cand + fb)
-            )
             if self.unit_type == "tanh":
-                h = self.activation(cand)
+                h = self.activation(x_cand if fb is None else x_cand + fb)
             elif self.unit_type == "gru":
+                if weights.recurrent_biases[j] is not None:
+                    fb = fb + weights.recurrent_biases[j]
                 zg, r = ops.split(self.recurrent_activation(pre_gates), 2, -1)
                 cand = self.activation(x_cand + r * fb)
                 h = zg * hidden[j] + (1.0 - zg) * cand
             else:
+                cand = x_cand if fb is None else x_cand + fb
                 i_g, f_g, o_g = ops.split(
                     self.recurrent_activation(pre_gates), 3, axis=-1
                 )
@@ -554,6 +658,7 @@ class GatedFeedbackCell(keras.layers.Layer):
             "num_layers": self.num_layers,
             "unit_type": self.unit_type,
             "feedback": self.feedback,
+            "gate_inputs": self.gate_inputs,
             "output": self.output_mode,
             "activation": keras.activations.serialize(self.activation),
             "recurrent_activation": keras.activations.serialize(
@@ -568,12 +673,155 @@ class GatedFeedbackCell(keras.layers.Layer):
         }
         return {**super().get_config(), **config}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**_upgrade_config(config))
+
+    def load_own_variables(self, store):
+        # Files saved before `recurrent_bias_{j}` existed (keras_gfrnn
+        # 0.1.0) hold every other variable in the same order: load them and
+        # start b_rh at zero, which computes what those models computed.
+        legacy = [
+            w
+            for w in self.weights
+            if not any(w is b for b in self.recurrent_biases)
+        ]
+        if self.recurrent_biases and len(store.keys()) == len(legacy):
+            for k, w in enumerate(legacy):
+                w.assign(store[f"{k}"])
+            for b in self.recurrent_biases:
+                b.assign(ops.zeros(b.shape, dtype=b.dtype))
+            return
+        super().load_own_variables(store)
+
+
+def _upgrade_config(config):
+    """A config saved before `gate_inputs` existed (keras_gfrnn 0.1.0) had
+    gates that read only their own layer: load it in that form."""
+    if "gate_inputs" in config:
+        return config
+    return {**config, "gate_inputs": "own_layer"}
+
+
+_KERAS_LAYERS = (
+    ("lstm", keras.layers.LSTM),
+    ("gru", keras.layers.GRU),
+    ("tanh", keras.layers.SimpleRNN),
+)
+
+
+def _read_keras_stack(layers):
+    """The unit type, per-layer weights (by name) and shared settings of a
+    stack of Keras LSTM / GRU / SimpleRNN layers, checked."""
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise ValueError(
+            "Argument `layers` must be a non-empty list of Keras LSTM, GRU "
+            f"or SimpleRNN layers. Received: layers={layers!r}"
+        )
+    kinds = {
+        next((t for t, k in _KERAS_LAYERS if isinstance(r, k)), None)
+        for r in layers
+    }
+    if None in kinds or len(kinds) != 1:
+        raise ValueError(
+            "Argument `layers` must hold layers of one kind: all "
+            "keras.layers.LSTM, all GRU or all SimpleRNN. Received: "
+            f"{[type(r).__name__ for r in layers]}"
+        )
+    unit_type = kinds.pop()
+    settings = {}
+    names = ["activation", "use_bias"]
+    if unit_type != "tanh":
+        names.append("recurrent_activation")
+    for name in names:
+        values = [getattr(r, name) for r in layers]
+        if any(v != values[0] for v in values):
+            shown = [getattr(v, "__name__", v) for v in values]
+            raise ValueError(
+                f"The layers must share one `{name}`. Received: {shown}"
+            )
+        settings[name] = values[0]
+    weights = []
+    for k, rnn in enumerate(layers):
+        if unit_type == "gru" and not rnn.reset_after:
+            raise ValueError(
+                "GRU layers must use `reset_after=True` (Keras' default), "
+                f"where r multiplies the recurrent term. Received: "
+                f"layers[{k}] with reset_after=False"
+            )
+        if rnn.go_backwards:
+            raise ValueError(
+                f"The layers must run forwards. Received: layers[{k}] "
+                "with go_backwards=True"
+            )
+        if not rnn.built:
+            raise ValueError(
+                f"The layers must be built (called once, or part of a "
+                f"built model). Received: layers[{k}] unbuilt"
+            )
+        values = {
+            w.path.split("/")[-1]: keras.ops.convert_to_numpy(w)
+            for w in rnn.weights
+        }
+        reads = values["kernel"].shape[0]
+        if k and reads != layers[k - 1].units:
+            raise ValueError(
+                f"Each layer must read the previous layer's output. "
+                f"Received: layers[{k}] reads {reads} features, "
+                f"layers[{k - 1}] has {layers[k - 1].units} units"
+            )
+        weights.append(values)
+    return unit_type, weights, settings
+
+
+def _stack_to_cell_weights(cell, stack):
+    """(variable, value) for every variable of `cell`: the stack's
+    weights in the own-layer blocks, zeros elsewhere (see
+    `GatedFeedbackRNN.from_keras_stack`)."""
+    values = {id(w): np.zeros(w.shape, dtype="float64") for w in cell.weights}
+    # With feedback every global gate is recurrent_activation(0): divide
+    # U^{j->j} by it so that g^{j->j} U^{j->j} is the stack's matrix.
+    scale = 1.0
+    if cell.feedback:
+        gate = keras.ops.convert_to_numpy(
+            cell.recurrent_activation(keras.ops.zeros((1,)))
+        )
+        scale = float(gate[0])
+        if scale == 0.0:
+            raise ValueError(
+                "`recurrent_activation(0)` must not be 0: the global gates "
+                "would switch the feedback off."
+            )
+    offsets = [sum(cell.layer_units[:j]) for j in range(cell.num_layers)]
+    rows_of = {True: offsets, False: [0] * cell.num_layers}
+    for j, (h, w) in enumerate(zip(cell.layer_units, stack)):
+        rec = w["recurrent_kernel"]
+        if cell.unit_type == "lstm":  # Keras: [i, f, c, o]
+            gates = np.concatenate([rec[:, : 2 * h], rec[:, 3 * h :]], 1)
+            candidate = rec[:, 2 * h : 3 * h]
+        else:  # GRU [z, r, h]; SimpleRNN [h]
+            gates, candidate = rec[:, :-h], rec[:, -h:]
+        values[id(cell.kernels[j])] = w["kernel"]
+        if gates.shape[1]:
+            r0 = rows_of[cell._gates_read_all][j]
+            values[id(cell.recurrent_kernels[j])][r0 : r0 + h] = gates
+        r0 = rows_of[cell.feedback][j]
+        values[id(cell.feedback_kernels[j])][r0 : r0 + h] = candidate / scale
+        if cell.use_bias:
+            bias = w["bias"]
+            if cell.unit_type == "gru":  # Keras: rows [input, recurrent]
+                bias = bias[0] + np.concatenate([bias[1, : 2 * h], [0.0] * h])
+                values[id(cell.recurrent_biases[j])] = w["bias"][1, 2 * h :]
+            values[id(cell.biases[j])] = bias
+    return [(w, values[id(w)]) for w in cell.weights]
+
 
 _CELL_ARGS = (
     "units",
     "num_layers",
     "unit_type",
     "feedback",
+    "gate_inputs",
     "output_mode",
     "activation",
     "recurrent_activation",
@@ -607,27 +855,49 @@ class GatedFeedbackRNN(CellRNN):
     g^{i->j}_t = sigmoid(w_g^{i->j} . h^{j-1}_t + u_g^{i->j} . h*_{t-1}
                          + b_g^{i->j})
     F^j_t = sum_{i=1..L} g^{i->j}_t * (U^{i->j} h^i_{t-1})
+    R^j_. = sum_{i=1..L} U_.^{i->j} h^i_{t-1}   gate_inputs="all_layers"
+          = U_.^{j->j} h^j_{t-1}                gate_inputs="own_layer"
     tanh: h^j_t = tanh(W^j h^{j-1}_t + F^j_t + b^j)
-    gru:  z, r = sigmoid(W_{z,r} h^{j-1}_t + U_{z,r} h^j_{t-1} + b_{z,r})
+    gru:  z, r = sigmoid(W_{z,r} h^{j-1}_t + R^j_{z,r} + b_{z,r})
           h^j_t = z * h^j_{t-1}
-                  + (1 - z) * tanh(W_h h^{j-1}_t + r * F^j_t + b_h)
-    lstm: i, f, o = sigmoid(W_. h^{j-1}_t + U_. h^j_{t-1} + b_.)
+                  + (1 - z) * tanh(W_h h^{j-1}_t + b_h + r * (F^j_t + b_rh))
+    lstm: i, f, o = sigmoid(W_. h^{j-1}_t + R^j_. + b_.)
           c^j_t = f * c^j_{t-1} + i * tanh(W_c h^{j-1}_t + F^j_t + b_c)
           h^j_t = o * tanh(c^j_t)
     ```
 
-    `feedback=False` removes the gates and cross-layer weights
-    (`F^j_t = U^{j->j} h^j_{t-1}`): the paper's stacked baseline with the same
-    API. The weights live in `GatedFeedbackCell` (`layer.cell`), named per
-    layer j = 1..L: `kernel_{j}`, `recurrent_kernel_{j}` (GRU, LSTM),
-    `feedback_kernel_{j}`, `gate_kernel_{j}`, `gate_recurrent_kernel_{j}`,
-    `bias_{j}`, `gate_bias_{j}` (see the cell and DESIGN.md for shapes).
+    The global reset gates scale only the candidate's recurrent terms
+    `U^{i->j} h^i_{t-1}`; the other gates (LSTM i, f, o; GRU z, r) read the
+    previous states through full, ungated matrices: every layer's by
+    default (`gate_inputs="all_layers"`), as in the first author's released
+    implementation (github.com/jych/cle, `cle/layers/recurrent.py`,
+    `GFLSTM` and `GFGRU`), which is also the form in which the paper's
+    Table 1 sizes (stacked 3x191 vs GF 3x140 LSTM, 3x228 vs 3x165 GRU)
+    have about equal parameter counts; or only their own layer's
+    (`"own_layer"`, keras_gfrnn 0.1.0's form).
+
+    `feedback=False` removes the global gates and cross-layer weights
+    (`F^j_t = U^{j->j} h^j_{t-1}`, gates on their own layer whatever
+    `gate_inputs` says): the paper's stacked baseline with the same API,
+    equal to Keras' `SimpleRNN` / `GRU(reset_after=True)` / `LSTM` layers
+    stacked. `GatedFeedbackRNN.from_keras_stack` starts a layer from such a
+    trained stack.
+
+    The weights live in `GatedFeedbackCell` (`layer.cell`), named per
+    layer j = 1..L, with `S = sum(units)` and `G` = 1 / 3 / 4 for tanh /
+    GRU / LSTM: `kernel_{j}` `(d_j, G*H_j)`; `recurrent_kernel_{j}` (GRU,
+    LSTM) `(S, (G-1)*H_j)`, or `(H_j, (G-1)*H_j)` with `"own_layer"` or
+    without feedback; `feedback_kernel_{j}` `(S, H_j)` (`(H_j, H_j)`
+    without feedback); `gate_kernel_{j}` `(d_j, L)`;
+    `gate_recurrent_kernel_{j}` `(S, L)`; `bias_{j}` `(G*H_j,)`;
+    `recurrent_bias_{j}` (GRU) `(H_j,)`; `gate_bias_{j}` `(L,)` (see the
+    cell for the block layout; docs/design.md).
 
     The layer is fused: the first layer's input projection for every time
     step is one matmul before the loop, and every term that reads
-    `h^i_{t-1}` (its same-layer gates, the feedback products `U^{i->j} h^i`
-    for every j, its share of every global gate) comes from one matmul per
-    layer i at each step.
+    `h^i_{t-1}` (the gate terms it sends, the feedback products
+    `U^{i->j} h^i` for every j, its share of every global gate) comes from
+    one matmul per layer i at each step.
 
     Masking: at a masked time step every layer's state (h and c) is carried
     over unchanged and the output repeats the previous output, as in
@@ -641,12 +911,18 @@ class GatedFeedbackRNN(CellRNN):
             paper uses 3.
         unit_type: `"tanh"`, `"gru"` or `"lstm"` (default).
         feedback: `True` (default): gated feedback; `False`: plain stack.
+        gate_inputs: `"all_layers"` (default): with feedback, every
+            layer's gates read every layer's previous state (the authors'
+            form); `"own_layer"`: only their own layer's. No effect with
+            `feedback=False` or tanh units. A model saved by keras_gfrnn
+            0.1.0 (no `gate_inputs` in its config) loads as `"own_layer"`.
         output: `"top"` (default): the top layer's hidden state;
             `"concat"`: every layer's hidden state, concatenated.
         activation: Candidate activation. Default `"tanh"`.
         recurrent_activation: Gate activation (global reset gates too).
             Default `"sigmoid"`.
-        use_bias: Default `True`.
+        use_bias: Whether to use `bias_{j}`, `recurrent_bias_{j}` (GRU)
+            and `gate_bias_{j}`. Default `True`.
         kernel_initializer: Default `"glorot_uniform"`.
         recurrent_initializer: Default `"orthogonal"`.
         bias_initializer: Default `"zeros"`.
@@ -708,6 +984,7 @@ class GatedFeedbackRNN(CellRNN):
         num_layers=None,
         unit_type="lstm",
         feedback=True,
+        gate_inputs="all_layers",
         output="top",
         activation="tanh",
         recurrent_activation="sigmoid",
@@ -739,6 +1016,7 @@ class GatedFeedbackRNN(CellRNN):
             num_layers=num_layers,
             unit_type=unit_type,
             feedback=feedback,
+            gate_inputs=gate_inputs,
             output=output,
             activation=activation,
             recurrent_activation=recurrent_activation,
@@ -771,6 +1049,91 @@ class GatedFeedbackRNN(CellRNN):
             jit_compile=jit_compile,
             **kwargs,
         )
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**_upgrade_config(config))
+
+    @classmethod
+    def from_keras_stack(cls, layers, feedback=True, **kwargs):
+        """A `GatedFeedbackRNN` that starts as a stack of Keras layers.
+
+        Takes the weights of a trained stack of `keras.layers.LSTM`,
+        `keras.layers.GRU(reset_after=True)` or `keras.layers.SimpleRNN`
+        layers (one kind, bottom layer first) and returns a new layer, its
+        weights set, that computes what the stack computes (to float
+        rounding) until training moves it: the paper's stacked baseline
+        as the starting point of a gated-feedback model.
+
+        The stack's weights go into each layer's own blocks: `kernel_{j}`;
+        the gates' recurrent weights into `recurrent_kernel_{j}` (row block
+        j with `gate_inputs="all_layers"`); the candidate's into block
+        `U^{j->j}` of `feedback_kernel_{j}`; `bias_{j}` (for the GRU,
+        Keras' bias rows `[b_in, b_rec]` become `bias_{j} = b_in +
+        [b_rec_z, b_rec_r, 0]` and `recurrent_bias_{j} = b_rec_h`). Every
+        cross-layer block (`U_.^{i->j}` and `U^{i->j}`, i != j) and every
+        global-gate weight (`gate_kernel_{j}`, `gate_recurrent_kernel_{j}`,
+        `gate_bias_{j}`) is zero. With feedback each global gate is then
+        constant, `g^{i->j} = recurrent_activation(0)` (0.5 for the
+        sigmoid), so block `U^{j->j}` holds the stack's candidate weights
+        divided by that value (for the sigmoid: times 2, exact in floating
+        point) and `g^{j->j} U^{j->j}` is the stack's matrix: the outputs
+        are the stack's, and the global gates start in the middle of
+        their range, where they learn, rather than saturated.
+
+        Args:
+            layers: List of built Keras recurrent layers of one kind, bottom
+                first, each reading the previous one's sequence output.
+            feedback: Whether the new layer has gated feedback. Defaults to
+                `True`; `False` gives the stack itself as one layer.
+            **kwargs: Other `GatedFeedbackRNN` arguments (`gate_inputs`,
+                `output`, `return_sequences`, `stateful`, `name`, ...).
+                `units`, `num_layers`, `unit_type`, `activation`, `use_bias`
+                and (GRU, LSTM) `recurrent_activation` come from the stack.
+
+        Returns:
+            A `GatedFeedbackRNN` whose cell is built for the stack's input
+            size and holds the weights above.
+
+        Example:
+
+        ```python
+        stacked = keras.Sequential([
+            keras.Input((None, 205)),
+            keras.layers.LSTM(191, return_sequences=True),
+            keras.layers.LSTM(191, return_sequences=True),
+            keras.layers.LSTM(191, return_sequences=True),
+            keras.layers.Dense(205, activation="softmax"),
+        ])
+        # ... stacked.fit(...)
+        gf = GatedFeedbackRNN.from_keras_stack(
+            stacked.layers[:3], return_sequences=True
+        )
+        model = keras.Sequential([keras.Input((None, 205)), gf,
+                                  keras.layers.Dense(205, "softmax")])
+        model.layers[-1].set_weights(stacked.layers[-1].get_weights())
+        # model predicts what `stacked` predicts; fit it to train feedback.
+        ```
+        """
+        unit_type, weights, settings = _read_keras_stack(layers)
+        for name in ("units", "num_layers", "unit_type", *settings):
+            if name in kwargs:
+                raise ValueError(
+                    f"`from_keras_stack` takes `{name}` from the Keras "
+                    f"layers. Received: {name}={kwargs[name]!r}"
+                )
+        layer = cls(
+            [rnn.units for rnn in layers],
+            unit_type=unit_type,
+            feedback=feedback,
+            **settings,
+            **kwargs,
+        )
+        cell = layer.cell
+        cell.build((None, weights[0]["kernel"].shape[0]))
+        for variable, value in _stack_to_cell_weights(cell, weights):
+            variable.assign(value)
+        return layer
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell

@@ -21,15 +21,25 @@ def matmul_flops(kernels):
 
 @pytest.mark.parametrize("unit_type", ["tanh", "gru", "lstm"])
 @pytest.mark.parametrize("feedback", [True, False])
-def test_gated_feedback_counts_every_weight_matrix(unit_type, feedback):
+@pytest.mark.parametrize("gate_inputs", ["all_layers", "own_layer"])
+def test_gated_feedback_counts_every_weight_matrix(
+    unit_type, feedback, gate_inputs
+):
     layer = GatedFeedbackRNN(
-        7, num_layers=3, unit_type=unit_type, feedback=feedback
+        7,
+        num_layers=3,
+        unit_type=unit_type,
+        feedback=feedback,
+        gate_inputs=gate_inputs,
     )
     layer.build((B, T, D))
     weights = layer.cell.fused_weights()
     # Every matmul of the loop, each weight element once.
     expected = matmul_flops(weights.input_kernels + weights.recurrent_kernels)
-    assert flops.gated_feedback(unit_type, B, T, D, 7, 3, feedback) == expected
+    count = flops.gated_feedback(
+        unit_type, B, T, D, 7, 3, feedback, gate_inputs
+    )
+    assert count == expected
 
 
 @pytest.mark.parametrize(

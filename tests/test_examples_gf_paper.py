@@ -78,17 +78,67 @@ def test_stdlib_corpus_is_sorted_sources():
         assert raw.startswith(f.read())
 
 
+TABLE_1 = {  # GF-RNN paper, Table 1: (layers, units)
+    "tanh": {"single": (1, 1000), "stacked": (3, 390), "gf": (3, 303)},
+    "gru": {"single": (1, 540), "stacked": (3, 228), "gf": (3, 165)},
+    "lstm": {"single": (1, 456), "stacked": (3, 191), "gf": (3, 140)},
+}
+
+
+@pytest.mark.parametrize("unit_type", ["tanh", "gru", "lstm"])
 @pytest.mark.parametrize("model", ["single", "stacked", "gf", "gf-l"])
-def test_paper_sizes(model):
-    args = lm.parse(["--model", model, "--unit-type", "gru"])
-    layers, units = lm.model_sizes(args)
-    expected = {
-        "single": (1, 540),
-        "stacked": (3, 228),
-        "gf": (3, 165),
-        "gf-l": (3, 228),
-    }
-    assert (layers, units) == expected[model]
+def test_paper_sizes(model, unit_type):
+    table = TABLE_1[unit_type]
+    expected = table["stacked" if model == "gf-l" else model]
+    for sizes in ([], ["--sizes", "paper"]):  # the default
+        args = lm.parse(["--model", model, "--unit-type", unit_type] + sizes)
+        assert args.sizes == "paper"
+        assert lm.model_sizes(args, vocab=205) == expected
+        assert lm.model_sizes(args) == expected  # no vocabulary needed
+    # --units and --layers override either part.
+    argv = ["--model", model, "--unit-type", unit_type, "--sizes", "paper"]
+    args = lm.parse(argv + ["--units", "64"])
+    assert lm.model_sizes(args) == (expected[0], 64)
+    args = lm.parse(argv + ["--layers", "2"])
+    assert lm.model_sizes(args) == (2, expected[1])
+    with pytest.raises(SystemExit):
+        lm.parse(["--sizes", "small"])
+
+
+def test_matched_sizes():
+    """--sizes matched gives gf the units closest in parameters to the
+    stacked model; the other models keep Table 1; --units overrides."""
+    own = ["--model", "gf", "--gate-inputs", "own_layer", "--sizes", "matched"]
+    args = lm.parse(own)
+    # docs/results.md's equal-size GF-LSTM at its 199-symbol vocabulary.
+    assert lm.model_sizes(args, vocab=199) == (3, 169)
+    stacked = lm.count_params(args, "stacked", 199, 3, 191)
+    assert lm.count_params(args, "gf", 199, 3, 169) == 919_151
+    assert stacked == 922_156
+    for gf, neighbour in ((169, 168), (169, 170)):
+        assert abs(lm.count_params(args, "gf", 199, 3, neighbour) - stacked) > (
+            abs(lm.count_params(args, "gf", 199, 3, gf) - stacked)
+        )
+    with pytest.raises(ValueError, match="vocabulary"):
+        lm.model_sizes(args)
+    assert lm.model_sizes(lm.parse(own + ["--units", "32"])) == (3, 32)
+    for model in ("single", "stacked", "gf-l"):
+        args = lm.parse(["--model", model, "--sizes", "matched"])
+        expected = TABLE_1["lstm"]["stacked" if model == "gf-l" else model]
+        assert lm.model_sizes(args, vocab=199) == expected
+    # The default form: the matched GF-LSTM is near the Table 1 size.
+    args = lm.parse(["--model", "gf", "--sizes", "matched"])
+    assert 130 <= lm.model_sizes(args, vocab=205)[1] <= 140
+
+
+def test_gate_inputs_reach_the_layer():
+    for gate_inputs in ("all_layers", "own_layer"):
+        args = lm.parse(
+            ["--model", "gf", "--units", "4", "--gate-inputs", gate_inputs]
+        )
+        model = lm.build_model(10, args, batch_size=2)
+        assert model.get_layer("gf_rnn").gate_inputs == gate_inputs
+    assert lm.parse([]).gate_inputs == "all_layers"
 
 
 def test_bpc_evaluation_keeps_the_training_state():

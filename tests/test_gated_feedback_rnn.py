@@ -13,6 +13,12 @@ from keras_gfrnn import GatedFeedbackRNN
 from tests import layer_checks
 
 UNIT_TYPES = ["tanh", "gru", "lstm"]
+GATE_INPUTS = ["all_layers", "own_layer"]
+KERAS_LAYERS = {
+    "tanh": keras.layers.SimpleRNN,
+    "gru": keras.layers.GRU,
+    "lstm": keras.layers.LSTM,
+}
 ALL_CASES = [
     (unit_type, feedback, output)
     for unit_type in UNIT_TYPES
@@ -37,6 +43,7 @@ def numpy_gf_rnn(
     feedback,
     output="top",
     initial_state=None,
+    gate_inputs="all_layers",
     mask=None,
     go_backwards=False,
     dropout_masks=None,
@@ -45,7 +52,10 @@ def numpy_gf_rnn(
 
     `dropout_masks=(input_masks, recurrent_masks)`: `input_masks[j]`
     multiplies layer j's input, `recurrent_masks[i]` multiplies
-    `h^i_{t-1}` wherever it is read (not the carried state)."""
+    `h^i_{t-1}` wherever it is read (not the carried state).
+    `gate_inputs`: with feedback, whether the gates (GRU z, r; LSTM i, f,
+    o) read all of `h*_{t-1}` (`recurrent_kernel_{j}` has S rows) or only
+    `h^j_{t-1}`; without feedback they read `h^j_{t-1}`."""
     batch, steps, _ = x.shape
     layers = len(sizes)
     offsets = np.cumsum([0] + list(sizes))
@@ -86,16 +96,24 @@ def numpy_gf_rnn(
                 )
             else:
                 fb = read[j] @ weights[f"feedback_kernel_{k}"]
+            if unit_type != "tanh":
+                # Recurrent terms of the gates: sum_i U_.^{i->j} h^i_{t-1}
+                # (every layer, full matrices) or U_.^{j->j} h^j_{t-1}.
+                gates_read = (
+                    h_star
+                    if feedback and gate_inputs == "all_layers"
+                    else read[j]
+                )
+                rec = gates_read @ weights[f"recurrent_kernel_{k}"]
             if unit_type == "tanh":
                 hj = np.tanh(wx + fb)
             elif unit_type == "gru":
-                rec = read[j] @ weights[f"recurrent_kernel_{k}"]
                 z = _sigmoid(wx[:, :n] + rec[:, :n])
                 r = _sigmoid(wx[:, n : 2 * n] + rec[:, n:])
-                cand = np.tanh(wx[:, 2 * n :] + r * fb)
+                b_rh = weights.get(f"recurrent_bias_{k}", 0.0)
+                cand = np.tanh(wx[:, 2 * n :] + r * (fb + b_rh))
                 hj = z * h[j] + (1 - z) * cand
             else:
-                rec = read[j] @ weights[f"recurrent_kernel_{k}"]
                 i_g = _sigmoid(wx[:, :n] + rec[:, :n])
                 f_g = _sigmoid(wx[:, n : 2 * n] + rec[:, n : 2 * n])
                 o_g = _sigmoid(wx[:, 3 * n :] + rec[:, 2 * n :])
@@ -157,13 +175,15 @@ def assert_matches_reference(layer, x, sizes, seed=0, **kwargs):
 # --------------------------------------------------------------------------
 # Correctness
 # --------------------------------------------------------------------------
+@pytest.mark.parametrize("gate_inputs", GATE_INPUTS)
 @pytest.mark.parametrize("unit_type,feedback,output", ALL_CASES)
-def test_correctness(unit_type, feedback, output):
+def test_correctness(unit_type, feedback, output, gate_inputs):
     layer = GatedFeedbackRNN(
         4,
         num_layers=3,
         unit_type=unit_type,
         feedback=feedback,
+        gate_inputs=gate_inputs,
         output=output,
         return_sequences=True,
         return_state=True,
@@ -175,7 +195,107 @@ def test_correctness(unit_type, feedback, output):
         unit_type=unit_type,
         feedback=feedback,
         output=output,
+        gate_inputs=gate_inputs,
     )
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+@pytest.mark.parametrize("feedback", [True, False])
+@pytest.mark.parametrize("gate_inputs", GATE_INPUTS)
+def test_weight_names_and_shapes(unit_type, feedback, gate_inputs):
+    """The documented layout: names, shapes and creation order per layer."""
+    sizes, d = [4, 3, 2], 5
+    layer = GatedFeedbackRNN(
+        sizes, unit_type=unit_type, feedback=feedback, gate_inputs=gate_inputs
+    )
+    layer.build((None, None, d))
+    g = {"tanh": 1, "gru": 3, "lstm": 4}[unit_type]
+    s, n_layers = sum(sizes), len(sizes)
+    gates_read_all = feedback and gate_inputs == "all_layers"
+    expected = []
+    for k, (h, d_k) in enumerate(zip(sizes, [d] + sizes[:-1]), start=1):
+        expected.append((f"kernel_{k}", (d_k, g * h)))
+        if g > 1:
+            rows = s if gates_read_all else h
+            expected.append((f"recurrent_kernel_{k}", (rows, (g - 1) * h)))
+        expected.append((f"feedback_kernel_{k}", (s if feedback else h, h)))
+        if feedback:
+            expected.append((f"gate_kernel_{k}", (d_k, n_layers)))
+            expected.append((f"gate_recurrent_kernel_{k}", (s, n_layers)))
+        expected.append((f"bias_{k}", (g * h,)))
+        if unit_type == "gru":
+            expected.append((f"recurrent_bias_{k}", (h,)))
+        if feedback:
+            expected.append((f"gate_bias_{k}", (n_layers,)))
+    got = [(w.path.split("/")[-1], tuple(w.shape)) for w in layer.weights]
+    assert got == expected
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_gate_inputs_has_no_effect_without_feedback_or_gates(unit_type):
+    """feedback=False is a plain stack whatever `gate_inputs` says; tanh
+    units have no gates to feed."""
+    x = make_inputs()
+    cases = [(False, unit_type)] + ([(True, "tanh")] * (unit_type == "tanh"))
+    for feedback, units in cases:
+        layers = [
+            GatedFeedbackRNN(
+                [4, 3],
+                unit_type=units,
+                feedback=feedback,
+                gate_inputs=gate_inputs,
+                return_sequences=True,
+            )
+            for gate_inputs in GATE_INPUTS
+        ]
+        for layer in layers:
+            layer.build(x.shape)
+        randomize(layers[0])
+        layers[1].set_weights(layers[0].get_weights())  # same shapes
+        np.testing.assert_array_equal(
+            run_layer(layers[0], x), run_layer(layers[1], x)
+        )
+
+
+def char_model_params(rnn_layers, vocab=205):
+    """All parameters of one-hot(vocab) -> RNN layers -> Dense softmax."""
+    model = keras.Sequential(
+        [keras.Input((None, vocab)), *rnn_layers]
+        + [keras.layers.Dense(vocab, activation="softmax")]
+    )
+    return model.count_params()
+
+
+@pytest.mark.parametrize(
+    "unit_type,stacked,gf", [("lstm", 191, 140), ("gru", 228, 165)]
+)
+def test_paper_table1_sizes_have_about_equal_parameters(unit_type, stacked, gf):
+    """The paper's Table 1 sizes (3 layers) are within 10% in parameters
+    with the default form; with gates on their own layer they are not."""
+    baseline = char_model_params(
+        [
+            KERAS_LAYERS[unit_type](stacked, return_sequences=True)
+            for _ in range(3)
+        ]
+    )
+    counts = {
+        gate_inputs: char_model_params(
+            [
+                GatedFeedbackRNN(
+                    gf,
+                    num_layers=3,
+                    unit_type=unit_type,
+                    gate_inputs=gate_inputs,
+                    return_sequences=True,
+                )
+            ]
+        )
+        for gate_inputs in GATE_INPUTS
+    }
+    print(unit_type, baseline, counts)
+    assert abs(counts["all_layers"] / baseline - 1.0) < 0.10
+    assert counts["own_layer"] / baseline < 0.8
+    assert GatedFeedbackRNN(gf, 3).gate_inputs == "all_layers"  # default
 
 
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
@@ -252,49 +372,212 @@ def test_correctness_without_bias_single_layer(unit_type):
     np.testing.assert_allclose(run_layer(layer, x), expected[:, -1], atol=1e-5)
 
 
+def random_keras_stack(unit_type, sizes, input_dim, seed=0):
+    """Built Keras layers (GRU with reset_after=True), every weight random
+    (the GRU's recurrent bias row too), and their weights by layer."""
+    rng = np.random.default_rng(seed)
+    stack, values = [], []
+    for units, d in zip(sizes, [input_dim] + list(sizes[:-1])):
+        rnn = KERAS_LAYERS[unit_type](units, return_sequences=True)
+        rnn.build((None, None, d))
+        w = [rng.uniform(-0.5, 0.5, v.shape) for v in rnn.get_weights()]
+        rnn.set_weights(w)
+        stack.append(rnn)
+        values.append(w)
+    return stack, values
+
+
+def run_stack(stack, x):
+    for rnn in stack:
+        x = rnn(x)
+    return keras.ops.convert_to_numpy(x)
+
+
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
-def test_no_feedback_equals_keras_stack(unit_type):
-    """Paper property: feedback=False is a plain stack of Keras layers."""
+@pytest.mark.parametrize("gate_inputs", GATE_INPUTS)
+def test_no_feedback_equals_keras_stack(unit_type, gate_inputs):
+    """Paper property: feedback=False is a plain stack of Keras layers,
+    keras.layers.GRU(reset_after=True) with its recurrent bias included."""
     x = make_inputs()
+    sizes = [4, 3, 5]
+    stack, keras_weights = random_keras_stack(unit_type, sizes, x.shape[-1])
     layer = GatedFeedbackRNN(
-        4, num_layers=3, unit_type=unit_type, feedback=False
+        sizes,
+        unit_type=unit_type,
+        feedback=False,
+        gate_inputs=gate_inputs,
+        return_sequences=True,
     )
     layer.build(x.shape)
-    w = randomize(layer)
-    stack = []
-    for k in (1, 2, 3):
-        fb = w[f"feedback_kernel_{k}"]
+    cell = layer.cell
+    for j, (h, (kernel, rec, bias)) in enumerate(zip(sizes, keras_weights)):
+        cell.kernels[j].assign(kernel)
         if unit_type == "tanh":
-            rnn = keras.layers.SimpleRNN(4, return_sequences=True)
-            values = [w[f"kernel_{k}"], fb, w[f"bias_{k}"]]
+            cell.feedback_kernels[j].assign(rec)
+            cell.biases[j].assign(bias)
         elif unit_type == "gru":
-            # reset_after=True applies r after the recurrent matmul, as the
-            # paper's r * F does; its recurrent bias row stays zero.
-            rnn = keras.layers.GRU(4, return_sequences=True, reset_after=True)
-            rec = np.concatenate([w[f"recurrent_kernel_{k}"], fb], axis=1)
-            bias = np.stack([w[f"bias_{k}"], np.zeros(12)])
-            values = [w[f"kernel_{k}"], rec, bias]
+            # Keras: columns [z, r, h]; bias rows [input, recurrent].
+            cell.recurrent_kernels[j].assign(rec[:, : 2 * h])
+            cell.feedback_kernels[j].assign(rec[:, 2 * h :])
+            b_in, b_rec = bias
+            rec_zr = np.concatenate([b_rec[: 2 * h], np.zeros(h)])
+            cell.biases[j].assign(b_in + rec_zr)
+            cell.recurrent_biases[j].assign(b_rec[2 * h :])
         else:
-            rnn = keras.layers.LSTM(4, return_sequences=True)
-            r = w[f"recurrent_kernel_{k}"]
-            rec = np.concatenate([r[:, :8], fb, r[:, 8:]], axis=1)
-            values = [w[f"kernel_{k}"], rec, w[f"bias_{k}"]]
-        rnn.build((None, None, x.shape[-1] if k == 1 else 4))
-        rnn.set_weights(values)
-        stack.append(rnn)
-    expected = x
-    for rnn in stack:
-        expected = rnn(expected)
+            # Keras: columns [i, f, c, o].
+            gates = np.concatenate([rec[:, : 2 * h], rec[:, 3 * h :]], axis=1)
+            cell.recurrent_kernels[j].assign(gates)
+            cell.feedback_kernels[j].assign(rec[:, 2 * h : 3 * h])
+            cell.biases[j].assign(bias)
+    assert not np.allclose(keras_weights[0][-1], 0.0)
     np.testing.assert_allclose(
-        run_layer(layer, x),
-        keras.ops.convert_to_numpy(expected)[:, -1],
-        atol=1e-5,
+        run_layer(layer, x), run_stack(stack, x), atol=1e-5
     )
 
 
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
-@pytest.mark.parametrize("feedback", [True, False])
-def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback):
+@pytest.mark.parametrize(
+    "feedback,gate_inputs",
+    [(True, "all_layers"), (True, "own_layer"), (False, "all_layers")],
+)
+def test_from_keras_stack_starts_as_the_stack(unit_type, feedback, gate_inputs):
+    """Weights of a Keras stack (random, biases too) in the own-layer
+    blocks; cross-layer blocks and global-gate weights zero: the outputs
+    and final states are the stack's."""
+    x = make_inputs()
+    sizes = [4, 3, 5]
+    stack, keras_weights = random_keras_stack(unit_type, sizes, x.shape[-1])
+    layer = GatedFeedbackRNN.from_keras_stack(
+        stack,
+        feedback=feedback,
+        gate_inputs=gate_inputs,
+        return_sequences=True,
+        name="gf",
+    )
+    assert layer.layer_units == tuple(sizes)
+    assert layer.unit_type == unit_type and layer.name == "gf"
+    assert layer.gate_inputs == gate_inputs and layer.feedback == feedback
+    np.testing.assert_allclose(
+        run_layer(layer, x), run_stack(stack, x), atol=1e-5
+    )
+    # The weights, block by block (Keras' columns: [i, f, c, o], [z, r, h]).
+    w = {
+        v.path.split("/")[-1]: keras.ops.convert_to_numpy(v)
+        for v in layer.weights
+    }
+    offsets = np.cumsum([0] + sizes)
+    for j, (h, (kernel, rec, bias)) in enumerate(zip(sizes, keras_weights)):
+        k = j + 1
+        np.testing.assert_allclose(w[f"kernel_{k}"], kernel, rtol=1e-6)
+        fb = w[f"feedback_kernel_{k}"]
+        rows = slice(offsets[j], offsets[j + 1]) if feedback else slice(None)
+        scale = 2.0 if feedback else 1.0  # 1 / sigmoid(0)
+        np.testing.assert_allclose(
+            fb[rows] / scale,
+            rec[:, -h:] if unit_type != "lstm" else rec[:, 2 * h : 3 * h],
+            rtol=1e-6,
+        )
+        fb[rows] = 0.0
+        assert not fb.any()  # U^{i->j}, i != j
+        if feedback:
+            for name in ("gate_kernel", "gate_recurrent_kernel", "gate_bias"):
+                assert not w[f"{name}_{k}"].any()
+        if unit_type != "tanh":
+            gates = w[f"recurrent_kernel_{k}"]
+            if feedback and gate_inputs == "all_layers":
+                assert gates.shape[0] == sum(sizes)
+                own = gates[offsets[j] : offsets[j + 1]].copy()
+                gates[offsets[j] : offsets[j + 1]] = 0.0
+                assert not gates.any()
+            else:
+                own = gates
+            expected = (
+                np.concatenate([rec[:, : 2 * h], rec[:, 3 * h :]], axis=1)
+                if unit_type == "lstm"
+                else rec[:, : 2 * h]
+            )
+            np.testing.assert_allclose(own, expected, rtol=1e-6)
+        if unit_type == "gru":
+            np.testing.assert_allclose(
+                w[f"bias_{k}"],
+                bias[0] + np.concatenate([bias[1, : 2 * h], np.zeros(h)]),
+                rtol=1e-6,
+            )
+            np.testing.assert_allclose(
+                w[f"recurrent_bias_{k}"], bias[1, 2 * h :], rtol=1e-6
+            )
+        else:
+            np.testing.assert_allclose(w[f"bias_{k}"], bias, rtol=1e-6)
+
+
+def test_from_keras_stack_in_a_model(tmp_path):
+    """The docstring's recipe: a stateful GF model that starts as a trained
+    stack, a non-default gate activation and no bias; it saves and trains."""
+    x = make_inputs(batch=2, steps=4, features=3)
+    stack = [
+        keras.layers.LSTM(
+            4,
+            return_sequences=True,
+            recurrent_activation="hard_sigmoid",
+            use_bias=False,
+        )
+        for _ in range(2)
+    ]
+    for k, rnn in enumerate(stack):
+        rnn.build((None, None, 3 if k == 0 else 4))
+        randomize(rnn, seed=k)
+    expected = run_stack(stack, x)
+    gf = GatedFeedbackRNN.from_keras_stack(
+        stack, return_sequences=True, stateful=True
+    )
+    assert gf.recurrent_activation is keras.activations.hard_sigmoid
+    assert not gf.use_bias
+    model = keras.Sequential([keras.Input(batch_shape=(2, None, 3)), gf])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(x)), expected, atol=1e-5
+    )
+    model.compile("adam", "mse")
+    model.fit(x, np.zeros((2, 4, 4)), epochs=1, verbose=0)
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(gf.cell.gate_recurrent_kernels[1]), 0.0
+    )
+    path = os.path.join(tmp_path, "gf.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_from_keras_stack_errors():
+    def built(rnn, d=3):
+        rnn.build((None, None, d))
+        return rnn
+
+    lstm = built(keras.layers.LSTM(4))
+    cases = [
+        ([], "non-empty list"),
+        ([lstm, built(keras.layers.GRU(4), 4)], "one kind"),
+        ([keras.layers.Dense(4)], "one kind"),
+        ([built(keras.layers.GRU(4, reset_after=False))], "reset_after"),
+        ([built(keras.layers.LSTM(4, go_backwards=True))], "go_backwards"),
+        ([keras.layers.LSTM(4)], "unbuilt"),
+        ([lstm, built(keras.layers.LSTM(4), 5)], "reads 5 features"),
+        ([lstm, built(keras.layers.LSTM(4, activation="relu"), 4)], "relu"),
+    ]
+    for layers, match in cases:
+        with pytest.raises(ValueError, match=match):
+            GatedFeedbackRNN.from_keras_stack(layers)
+    for name in ("units", "unit_type", "activation", "use_bias"):
+        with pytest.raises(ValueError, match=f"takes `{name}`"):
+            GatedFeedbackRNN.from_keras_stack([lstm], **{name: 4})
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+@pytest.mark.parametrize(
+    "feedback,gate_inputs",
+    [(True, "all_layers"), (True, "own_layer"), (False, "all_layers")],
+)
+def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback, gate_inputs):
     x = make_inputs()
     mask = np.ones(x.shape[:2], dtype=bool)
     mask[0, 3:] = False
@@ -304,11 +587,16 @@ def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback):
         num_layers=3,
         unit_type=unit_type,
         feedback=feedback,
+        gate_inputs=gate_inputs,
         return_sequences=True,
         return_state=True,
     )
     cell = GatedFeedbackCell(
-        4, num_layers=3, unit_type=unit_type, feedback=feedback
+        4,
+        num_layers=3,
+        unit_type=unit_type,
+        feedback=feedback,
+        gate_inputs=gate_inputs,
     )
     plain = keras.layers.RNN(cell, return_sequences=True, return_state=True)
     layer.build(x.shape)
@@ -715,6 +1003,7 @@ def test_serialization_of_every_argument():
         num_layers=2,
         unit_type="gru",
         feedback=False,
+        gate_inputs="own_layer",
         output="concat",
         activation="relu",
         recurrent_activation="hard_sigmoid",
@@ -747,6 +1036,7 @@ def test_serialization_of_every_argument():
         "num_layers",
         "unit_type",
         "feedback",
+        "gate_inputs",
         "output_mode",
         "use_bias",
         "unit_forget_bias",
@@ -790,13 +1080,19 @@ def _model(unit_type, feedback):
         feedback=feedback,
         return_sequences=True,
     )(inputs)
-    x = GatedFeedbackRNN([4, 3], unit_type=unit_type, output="concat")(x)
+    x = GatedFeedbackRNN(
+        [4, 3], unit_type=unit_type, gate_inputs="own_layer", output="concat"
+    )(x)
     return keras.Model(inputs, keras.layers.Dense(2)(x))
 
 
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
 def test_saving(tmp_path, unit_type):
     model = _model(unit_type, True)
+    rng = np.random.default_rng(0)  # every weight non-zero (b_rh too)
+    model.set_weights(
+        [rng.uniform(-0.5, 0.5, w.shape) for w in model.get_weights()]
+    )
     x = make_inputs()
     expected = model.predict(x, verbose=0)
     path = os.path.join(tmp_path, "model.keras")
@@ -807,6 +1103,43 @@ def test_saving(tmp_path, unit_type):
     np.testing.assert_array_equal(
         loaded.predict(other, verbose=0), model.predict(other, verbose=0)
     )
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_loads_a_model_saved_by_version_0_1_0():
+    """A .keras file from keras_gfrnn 0.1.0 (no `gate_inputs` in its config,
+    no GRU `recurrent_bias_{j}`) loads in the form it was saved in (gates
+    read only their own layer, b_rh = 0) and predicts what it predicted.
+
+    The file was written at commit ea439c9 by:
+
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((None, 3))
+        h = GatedFeedbackRNN([4, 3], unit_type="gru",
+                             return_sequences=True)(inputs)
+        h = GatedFeedbackRNN(3, num_layers=2, unit_type="lstm")(h)
+        model = keras.Model(inputs, keras.layers.Dense(2)(h))
+        rng = np.random.default_rng(0)
+        model.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype("float32")
+                           for w in model.get_weights()])
+        x = rng.normal(size=(2, 5, 3)).astype("float32")
+        model.save("gf_rnn_0.1.0.keras")
+        np.savez("gf_rnn_0.1.0.npz", x=x, y=model.predict(x, verbose=0))
+    """
+    model = keras.models.load_model(os.path.join(DATA, "gf_rnn_0.1.0.keras"))
+    gru, lstm = model.layers[1:3]
+    assert gru.gate_inputs == lstm.gate_inputs == "own_layer"
+    assert gru.cell.recurrent_kernels[0].shape == (4, 8)
+    for b in gru.cell.recurrent_biases:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(b), 0.0)
+    data = np.load(os.path.join(DATA, "gf_rnn_0.1.0.npz"))
+    np.testing.assert_allclose(
+        model.predict(data["x"], verbose=0), data["y"], atol=1e-6
+    )
+    # Saved again, it is a current file: gate_inputs and b_rh are in it.
+    assert model.layers[1].get_config()["gate_inputs"] == "own_layer"
 
 
 @layer_checks.SAVED_MODEL
@@ -840,6 +1173,7 @@ def test_saved_model_export(tmp_path, unit_type, feedback):
         ({"units": [4, 4], "num_layers": 3}, "num_layers=3"),
         ({"units": 4, "unit_type": "rnn"}, "unit_type='rnn'"),
         ({"units": 4, "output": "all"}, "output='all'"),
+        ({"units": 4, "gate_inputs": "all"}, "gate_inputs='all'"),
         ({"units": 4, "feedback": "yes"}, "feedback=yes"),
         ({"units": 4, "dropout": 1.0}, "dropout=1.0"),
         ({"units": 4, "dropout": -0.1}, "dropout=-0.1"),
@@ -896,17 +1230,19 @@ def test_public_api():
     unit_type=st.sampled_from(UNIT_TYPES),
     feedback=st.booleans(),
     output=st.sampled_from(["top", "concat"]),
+    gate_inputs=st.sampled_from(GATE_INPUTS),
     batch=st.integers(1, 3),
     steps=st.integers(1, 5),
     features=st.integers(1, 4),
 )
 def test_property_matches_reference(
-    sizes, unit_type, feedback, output, batch, steps, features
+    sizes, unit_type, feedback, output, gate_inputs, batch, steps, features
 ):
     layer = GatedFeedbackRNN(
         sizes,
         unit_type=unit_type,
         feedback=feedback,
+        gate_inputs=gate_inputs,
         output=output,
         return_sequences=True,
         return_state=True,
@@ -919,6 +1255,7 @@ def test_property_matches_reference(
         unit_type=unit_type,
         feedback=feedback,
         output=output,
+        gate_inputs=gate_inputs,
     )
 
 
@@ -928,14 +1265,20 @@ def test_property_matches_reference(
 @layer_checks.TF_JIT_STEP
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
 @pytest.mark.parametrize("units", [5, [4, 6, 3]])
-@pytest.mark.parametrize("feedback", [True, False])
-def test_jit_compile_matches_uncompiled(unit_type, units, feedback):
+@pytest.mark.parametrize(
+    "feedback,gate_inputs",
+    [(True, "all_layers"), (True, "own_layer"), (False, "all_layers")],
+)
+def test_jit_compile_matches_uncompiled(
+    unit_type, units, feedback, gate_inputs
+):
     layer_checks.assert_jit_matches(
         lambda jit: GatedFeedbackRNN(
             units,
             num_layers=3,
             unit_type=unit_type,
             feedback=feedback,
+            gate_inputs=gate_inputs,
             return_sequences=True,
             jit_compile=jit,
         ),
