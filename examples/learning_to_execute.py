@@ -162,6 +162,7 @@ def build_model(args):
             args.units,
             num_layers=args.layers,
             unit_type=args.unit_type,
+            gate_inputs=args.gate_inputs,
             return_state=True,
             name="encoder",
         )
@@ -170,6 +171,7 @@ def build_model(args):
             args.units,
             num_layers=args.layers,
             unit_type=args.unit_type,
+            gate_inputs=args.gate_inputs,
             return_sequences=True,
             name="decoder",
         )(y, initial_state=states)
@@ -246,6 +248,13 @@ def parse(argv=None):
     parser.add_argument("--model", choices=["gf", "stacked"], default="gf")
     parser.add_argument(
         "--unit-type", choices=["tanh", "gru", "lstm"], default="lstm"
+    )
+    parser.add_argument(
+        "--gate-inputs",
+        choices=["all_layers", "own_layer"],
+        default="all_layers",
+        help="GF gates read every layer's previous state (the authors' "
+        "form, default) or only their own layer's (keras_gfrnn 0.1.0)",
     )
     parser.add_argument("--units", type=int, default=100)
     parser.add_argument("--layers", type=int, default=3)
