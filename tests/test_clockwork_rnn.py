@@ -13,7 +13,8 @@ PERIOD_SETS = [(1, 2, 4, 8), (1, 3, 5), (2, 3), (1,), (1, 2, 4, 16)]
 
 
 # --------------------------------------------------------------------------
-# NumPy reference of DESIGN.md section 3 (independent of the layer's code).
+# NumPy reference of the paper's equations (README, ClockworkRNN),
+# independent of the layer's code.
 # --------------------------------------------------------------------------
 def numpy_cwrnn(
     weights, x, periods, h0=None, t0=0, mask=None, go_backwards=False

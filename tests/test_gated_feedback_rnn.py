@@ -28,8 +28,9 @@ ALL_CASES = [
 
 
 # --------------------------------------------------------------------------
-# NumPy reference of DESIGN.md section 2, written from the equations and the
-# documented weight layout only (it never calls the layer's code).
+# NumPy reference of the paper's equations (README, GatedFeedbackRNN),
+# written from the equations and the documented weight layout only (it
+# never calls the layer's code).
 # --------------------------------------------------------------------------
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
