@@ -9,7 +9,7 @@ matmul).
 
 import math
 
-GATES = {"tanh": 1, "gru": 3, "lstm": 4}
+from keras_gfrnn.gated_feedback_rnn import NUM_BLOCKS as GATES
 
 
 def stacked(unit_type, batch, steps, input_dim, units, layers):

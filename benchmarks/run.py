@@ -73,12 +73,8 @@ from keras_gfrnn import ClockworkRNN  # noqa: E402
 from keras_gfrnn import GatedFeedbackCell  # noqa: E402
 from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
 from keras_gfrnn import ReNet2D  # noqa: E402
+from keras_gfrnn.gated_feedback_rnn import KERAS_LAYERS as BUILTIN  # noqa: E402
 
-BUILTIN = {
-    "lstm": keras.layers.LSTM,
-    "gru": keras.layers.GRU,
-    "tanh": keras.layers.SimpleRNN,
-}
 # GF-RNN paper, Table 1: (stacked units, gated-feedback units), 3 layers.
 PAPER_SIZES = {"tanh": (390, 303), "gru": (228, 165), "lstm": (191, 140)}
 SUITES = ("gf", "gf_params", "clockwork", "renet", "length", "layers")

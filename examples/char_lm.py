@@ -63,6 +63,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
+from keras_gfrnn.gated_feedback_rnn import KERAS_LAYERS  # noqa: E402
 
 ENWIK8_URL = "http://mattmahoney.net/dc/enwik8.zip"
 # Published by Matt Mahoney for the 100,000,000-byte enwik8 file.
@@ -78,11 +79,6 @@ PAPER_SIZES = {
 PAPER_SIZES = {
     unit: {**sizes, "gf-l": sizes["stacked"]}
     for unit, sizes in PAPER_SIZES.items()
-}
-BUILTIN = {
-    "tanh": keras.layers.SimpleRNN,
-    "gru": keras.layers.GRU,
-    "lstm": keras.layers.LSTM,
 }
 
 
@@ -265,7 +261,7 @@ def rnn_layers(args, model, layers, units, stateful, **kwargs):
         # also on CPU); the plain loop does not.
         kwargs["use_cudnn"] = False
     return [
-        BUILTIN[args.unit_type](
+        KERAS_LAYERS[args.unit_type](
             units,
             return_sequences=True,
             stateful=stateful,

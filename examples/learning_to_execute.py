@@ -37,6 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
+from keras_gfrnn.gated_feedback_rnn import KERAS_LAYERS  # noqa: E402
 
 OPERATIONS = ("add", "sub", "mul", "assign", "if", "for")
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz+-*=<>():. \n"
@@ -176,11 +177,7 @@ def build_model(args):
             name="decoder",
         )(y, initial_state=states)
     else:
-        rnn = {
-            "lstm": keras.layers.LSTM,
-            "gru": keras.layers.GRU,
-            "tanh": keras.layers.SimpleRNN,
-        }[args.unit_type]
+        rnn = KERAS_LAYERS[args.unit_type]
         states = []
         for i in range(args.layers):
             out = rnn(

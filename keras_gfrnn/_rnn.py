@@ -1,8 +1,12 @@
-"""Shared plumbing of the layers that own their cell (flat config, checks)."""
+"""What the recurrent layers of keras_gfrnn share.
+
+`CellRNN`: a `keras.layers.RNN` that owns its cell (flat config, checks of
+inputs and initial states that name the argument), and the `jit_compile`
+plumbing: when a layer compiles its step with XLA (`uses_xla`) and the one
+compiled function it keeps per layer (`xla_compiled`).
+"""
 
 import keras
-
-from keras_gfrnn import _fused
 
 
 class CellRNN(keras.layers.RNN):
@@ -16,7 +20,18 @@ class CellRNN(keras.layers.RNN):
 
     def __init__(self, cell, jit_compile="auto", **kwargs):
         super().__init__(cell, **kwargs)
-        self.jit_compile = _fused.check_jit_compile(jit_compile)
+        self.jit_compile = check_jit_compile(jit_compile)
+
+    @property
+    def uses_xla(self):
+        """Whether this layer XLA-compiles its recurrent loop here.
+
+        `jit_compile` resolved for the current backend and devices: only
+        the TensorFlow backend compiles a layer's step on its own (JAX
+        compiles the whole train step anyway); "auto" compiles only when
+        TensorFlow sees a GPU.
+        """
+        return uses_xla(self.jit_compile)
 
     def build(self, sequences_shape, initial_state_shape=None):
         check_rank(self, sequences_shape)
@@ -87,3 +102,56 @@ def check_initial_state(layer, initial_state):
                 f"{type(layer).__name__} expects initial_state[{k}] of shape "
                 f"(batch, {size}). Received: initial_state[{k}].shape={shape}"
             )
+
+
+def check_jit_compile(value):
+    if not (isinstance(value, bool) or value == "auto"):
+        raise ValueError(
+            "Argument `jit_compile` must be one of 'auto', True or False. "
+            f"Received: jit_compile={value!r}"
+        )
+    return value
+
+
+def uses_xla(jit_compile):
+    """Whether a layer with this `jit_compile` compiles its step with XLA.
+
+    Only the TensorFlow backend compiles a step on its own (JAX compiles the
+    whole model anyway). "auto" compiles where it was measured to pay: when
+    TensorFlow sees a GPU (on CPU the compiled step trains slower; see
+    benchmarks/).
+    """
+    if jit_compile is False or keras.backend.backend() != "tensorflow":
+        return False
+    if jit_compile is True:
+        return True
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def xla_compiled(owner, name, fn):
+    """`fn` compiled with XLA (TensorFlow), created once per `owner`.
+
+    Cached on the owner under `name` (untracked), so every trace of the
+    model reuses one `tf.function` and its compiled programs.
+    """
+    compiled = owner.__dict__.get(name)
+    if compiled is None:
+        import tensorflow as tf
+
+        compiled = tf.function(fn, jit_compile=True, autograph=False)
+        object.__setattr__(owner, name, compiled)
+    return compiled
+
+
+def tensors(structure):
+    """`structure` (dicts, lists, None) with Keras Variables read as tensors:
+    a compiled function takes tensors, not Variables."""
+    if isinstance(structure, dict):
+        return {k: tensors(v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return [tensors(v) for v in structure]
+    if isinstance(structure, keras.Variable):
+        return structure.value
+    return structure

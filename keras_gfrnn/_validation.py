@@ -31,7 +31,11 @@ def check_rate(name, value):
 
 
 def check_choice(name, value, choices):
-    if value not in choices:
+    try:
+        known = value in choices
+    except TypeError:  # unhashable, e.g. a list
+        known = False
+    if not known:
         raise ValueError(
             f"Argument `{name}` must be one of {sorted(choices)}. "
             f"Received: {name}={value!r}"

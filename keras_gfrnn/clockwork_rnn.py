@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_gfrnn import _fused
+from keras_gfrnn import _rnn
 from keras_gfrnn._config import resolve_weight_options
 from keras_gfrnn._config import serialize_weight_options
 from keras_gfrnn._rnn import CellRNN
@@ -516,8 +516,8 @@ class ClockworkRNN(CellRNN):
                 outputs.append(current)
             return ops.stack(outputs, axis=1)
 
-        if _fused.uses_xla(self.jit_compile):
-            unrolled = _fused.xla_compiled(self, "_xla_steps", unrolled)
+        if _rnn.uses_xla(self.jit_compile):
+            unrolled = _rnn.xla_compiled(self, "_xla_steps", unrolled)
         return unrolled(projected, h0, plan_weights)
 
     def _schedule(self, steps):
@@ -584,9 +584,9 @@ class ClockworkRNN(CellRNN):
                 outs.append(h)
             return h, ops.stack(outs, axis=1)
 
-        xla = _fused.uses_xla(self.jit_compile)
+        xla = _rnn.uses_xla(self.jit_compile)
         if xla:
-            block = _fused.xla_compiled(self, "_xla_block", block)
+            block = _rnn.xla_compiled(self, "_xla_block", block)
 
         # keras.ops.scan on TensorFlow needs ys shaped like the carry, so
         # the block's outputs travel in the carry too.
@@ -628,8 +628,8 @@ class ClockworkRNN(CellRNN):
                 h = cell.activation(u + ops.matmul(h, own))
                 return h, h
 
-            if _fused.uses_xla(self.jit_compile):
-                tick = _fused.xla_compiled(self, "_xla_tick", tick)
+            if _rnn.uses_xla(self.jit_compile):
+                tick = _rnn.xla_compiled(self, "_xla_tick", tick)
             _, ticks = ops.scan(
                 lambda h, u, tick=tick, own=own: tick(h, u, own),
                 h0[:, cols],

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_gfrnn import _fused
+from keras_gfrnn import _rnn
 from keras_gfrnn._config import resolve_weight_options
 from keras_gfrnn._config import serialize_weight_options
 from keras_gfrnn._rnn import CellRNN
@@ -13,9 +14,15 @@ from keras_gfrnn._validation import check_choice
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
 
-# Number of weight blocks in `kernel_{j}` per unit type: the candidate plus
-# the gates that read only the same layer's previous state.
-_NUM_BLOCKS = {"tanh": 1, "gru": 3, "lstm": 4}
+# The unit types. NUM_BLOCKS: the number of weight blocks in `kernel_{j}`
+# (the candidate plus the gates). KERAS_LAYERS: the Keras layer whose
+# stack each unit type extends (see `GatedFeedbackRNN.from_keras_stack`).
+NUM_BLOCKS = {"tanh": 1, "gru": 3, "lstm": 4}
+KERAS_LAYERS = {
+    "tanh": keras.layers.SimpleRNN,
+    "gru": keras.layers.GRU,
+    "lstm": keras.layers.LSTM,
+}
 _OUTPUT_MODES = ("top", "concat")
 _GATE_INPUTS = ("all_layers", "own_layer")
 
@@ -215,7 +222,7 @@ class GatedFeedbackCell(keras.layers.Layer):
         self.layer_units = _layer_sizes(units, num_layers)
         self.units = list(units) if isinstance(units, (list, tuple)) else units
         self.num_layers = len(self.layer_units)
-        self.unit_type = check_choice("unit_type", unit_type, _NUM_BLOCKS)
+        self.unit_type = check_choice("unit_type", unit_type, NUM_BLOCKS)
         if not isinstance(feedback, bool):
             raise ValueError(
                 "Argument `feedback` must be True or False. "
@@ -250,7 +257,7 @@ class GatedFeedbackCell(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed=seed)
 
         sizes = self.layer_units
-        self._num_blocks = _NUM_BLOCKS[self.unit_type]
+        self._num_blocks = NUM_BLOCKS[self.unit_type]
         # Whether the gates (LSTM i, f, o; GRU z, r) of every layer read
         # every layer's previous state. Only with feedback: a plain stack's
         # gates read their own layer, as Keras' layers do.
@@ -530,7 +537,7 @@ class GatedFeedbackCell(keras.layers.Layer):
             return context.step(
                 projected,
                 states,
-                _fused.tensors(vars(context.weights)),
+                _rnn.tensors(vars(context.weights)),
                 context.input_masks,
                 context.recurrent_masks,
             )
@@ -703,13 +710,6 @@ def _upgrade_config(config):
     return {**config, "gate_inputs": "own_layer"}
 
 
-_KERAS_LAYERS = (
-    ("lstm", keras.layers.LSTM),
-    ("gru", keras.layers.GRU),
-    ("tanh", keras.layers.SimpleRNN),
-)
-
-
 def _read_keras_stack(layers):
     """The unit type, per-layer weights (by name) and shared settings of a
     stack of Keras LSTM / GRU / SimpleRNN layers, checked."""
@@ -719,7 +719,7 @@ def _read_keras_stack(layers):
             f"or SimpleRNN layers. Received: layers={layers!r}"
         )
     kinds = {
-        next((t for t, k in _KERAS_LAYERS if isinstance(r, k)), None)
+        next((t for t, k in KERAS_LAYERS.items() if isinstance(r, k)), None)
         for r in layers
     }
     if None in kinds or len(kinds) != 1:
@@ -1145,8 +1145,8 @@ class GatedFeedbackRNN(CellRNN):
             sequences = sequences * ops.expand_dims(input_masks[0], 1)
         projected = cell.project_inputs(sequences, weights)
         step = None
-        if _fused.uses_xla(self.jit_compile):
-            step = _fused.xla_compiled(self, "_xla_step", cell.step)
+        if _rnn.uses_xla(self.jit_compile):
+            step = _rnn.xla_compiled(self, "_xla_step", cell.step)
         # At a masked step Keras' loop repeats the previous output, and its
         # JAX loop takes that to be the first state. Here the first state is
         # h^1 (not the output of a stack of 2+ layers, nor of "concat"), so

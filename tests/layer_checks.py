@@ -61,9 +61,7 @@ def gradients(layer, loss_of_outputs, *args, **kwargs):
         grads = [v.value.grad for v in variables]
     else:
         raise NotImplementedError(f"No gradients on backend {BACKEND!r}")
-    return [
-        None if g is None else keras.ops.convert_to_numpy(g) for g in grads
-    ]
+    return [None if g is None else keras.ops.convert_to_numpy(g) for g in grads]
 
 
 def assert_config_round_trip(layer):

@@ -613,9 +613,7 @@ def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback, gate_inputs):
             # The layer carries the real output (test_masking checks it
             # against the NumPy reference). Here: every unmasked output,
             # and then every state, are the same.
-            np.testing.assert_allclose(
-                fused[0][m], reference[0][m], atol=1e-6
-            )
+            np.testing.assert_allclose(fused[0][m], reference[0][m], atol=1e-6)
             fused, reference = fused[1:], reference[1:]
         for a, b in zip(fused, reference):
             np.testing.assert_allclose(a, b, atol=1e-6)
