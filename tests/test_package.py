@@ -1,11 +1,14 @@
-import ast
+import email.parser
 import importlib.util
 import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 
 import pytest
 
@@ -186,28 +189,158 @@ def test_works_without_tensorflow(backend):
     assert 'pip install "keras-gfrnn[datasets]"' in message
 
 
-def _setup_arguments():
-    """The literal keyword arguments of setup.py's `setup(...)` call."""
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    (call,) = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and getattr(node.func, "id", None) == "setup"
-    ]
-    arguments = {}
-    for keyword in call.keywords:
-        try:
-            arguments[keyword.arg] = ast.literal_eval(keyword.value)
-        except ValueError:  # computed (version, long_description, ...)
-            pass
-    return arguments
+# ------------------------------------------------ the sdist and the wheel
+# Built as `python -m build --no-isolation` builds them (setuptools' PEP 517
+# hooks in this interpreter: no network), from a copy of the source tree so
+# that nothing is written into it; the wheel from the unpacked sdist, as
+# pip builds it. A release ships exactly these two files.
+REPOSITORY = "https://github.com/keras-gfrnn/keras-gfrnn"
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "artifacts",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+)
+_BUILD = """
+import sys
+from setuptools import build_meta
+print("BUILT", getattr(build_meta, sys.argv[1])(sys.argv[2]))
+"""
 
 
-def test_core_install_needs_only_keras_and_numpy():
-    arguments = _setup_arguments()
-    assert arguments["install_requires"] == ["keras>=3.5", "numpy"]
-    extras = arguments["extras_require"]
+def _build(hook, source, out):
+    """Runs the PEP 517 `hook` in `source` and returns the file it built."""
+    result = subprocess.run(
+        [sys.executable, "-c", _BUILD, hook, str(out)],
+        capture_output=True,
+        text=True,
+        cwd=source,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = [s for s in result.stdout.splitlines() if s.startswith("BUILT ")]
+    return out / line[-1][len("BUILT ") :]
+
+
+@pytest.fixture(scope="module")
+def distributions(tmp_path_factory):
+    work = tmp_path_factory.mktemp("distributions")
+    source, out = work / "source", work / "dist"
+    shutil.copytree(ROOT, source, ignore=_NOT_SOURCE)
+    out.mkdir()
+    sdist = _build("build_sdist", source, out)
+    with tarfile.open(sdist) as archive:
+        names = archive.getnames()
+        # Python >= 3.10.12 / 3.11.4 checks the members ("data" filter).
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        archive.extractall(work / "unpacked", **safe)
+    (unpacked,) = (work / "unpacked").iterdir()
+    wheel = _build("build_wheel", unpacked, out)
+    return {
+        "source": source,
+        "sdist": sdist,
+        "sdist_names": names,
+        "unpacked": unpacked,
+        "wheel": wheel,
+    }
+
+
+def _files(root, *folders):
+    return sorted(
+        path.relative_to(root).as_posix()
+        for folder in folders
+        for path in (root / folder).rglob("*")
+        if path.is_file()
+    )
+
+
+def test_sdist_ships_the_test_suite_and_what_it_imports(distributions):
+    # The tests import tests/__init__.py (as the package `tests`),
+    # conftest.py and layer_checks.py, read the saved files in tests/data,
+    # and import or run benchmarks/ and examples/.
+    source = distributions["source"]
+    top = distributions["unpacked"].name
+    shipped = {
+        name[len(top) + 1 :]
+        for name in distributions["sdist_names"]
+        if name.startswith(top + "/")
+    }
+    needed = _files(source, "keras_gfrnn", "tests", "benchmarks", "examples")
+    for name in (
+        "tests/__init__.py",
+        "tests/conftest.py",
+        "tests/layer_checks.py",
+        "tests/data/gf_rnn_0.1.0.keras",
+        "tests/data/pre_redesign_0.2.keras",
+        "keras_gfrnn/data/mnist_4k.npz",
+    ):
+        assert name in needed
+    needed += ["README.md", "LICENSE", "CHANGELOG.md", "pyproject.toml"]
+    assert sorted(set(needed) - shipped) == []
+
+
+def test_sdist_test_suite_collects(distributions):
+    # The unpacked sdist alone: pytest collects every test file there
+    # without an error, with the sdist's own keras_gfrnn first on the path.
+    unpacked = distributions["unpacked"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=unpacked,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    collected = {
+        line.partition("::")[0]
+        for line in result.stdout.splitlines()
+        if "::" in line
+    }
+    test_files = {f"tests/{path.name}" for path in ROOT.glob("tests/test_*.py")}
+    assert collected == test_files
+
+
+def _wheel_metadata(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (path,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        text = archive.read(path).decode("utf-8")
+    return names, email.parser.Parser().parsestr(text)
+
+
+def test_wheel_holds_only_the_package(distributions):
+    names, _ = _wheel_metadata(distributions["wheel"])
+    source = distributions["source"]
+    dist_info = f"keras_gfrnn-{keras_gfrnn.__version__}.dist-info/"
+    package = sorted(n for n in names if not n.startswith(dist_info))
+    # Every module and the bundled digits; no tests, examples, benchmarks.
+    assert package == _files(source, "keras_gfrnn")
+    assert dist_info + "licenses/LICENSE" in names
+
+
+def test_core_install_needs_only_keras_and_numpy(distributions):
+    _, metadata = _wheel_metadata(distributions["wheel"])
+    requires = metadata.get_all("Requires-Dist")
+    assert [r for r in requires if ";" not in r] == ["keras>=3.5", "numpy"]
+    extras = {name: [] for name in metadata.get_all("Provides-Extra")}
+    for requirement in requires:
+        if ";" in requirement:
+            name, _, marker = requirement.partition(";")
+            extra = re.fullmatch(r' extra == "(\w+)"', marker).group(1)
+            extras[extra].append(name)
     assert set(extras) == {
         "tensorflow",
         "jax",
@@ -223,3 +356,37 @@ def test_core_install_needs_only_keras_and_numpy():
     assert "tensorflow>=2.16" in extras["datasets"]
     assert "tensorflow-datasets" in extras["datasets"]
     assert "tensorflow>=2.16" in extras["test"]
+    assert extras["plot"] == ["matplotlib"]
+
+
+def test_wheel_metadata_is_complete(distributions):
+    _, metadata = _wheel_metadata(distributions["wheel"])
+    assert metadata["Name"] == "keras-gfrnn"
+    assert metadata["Version"] == keras_gfrnn.__version__
+    assert metadata["Requires-Python"] == ">=3.10"
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert metadata["Author"] and metadata["Maintainer"]
+    assert "Gated Feedback RNN" in metadata["Summary"]
+    urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL"))
+    assert urls == {
+        "Homepage": REPOSITORY,
+        "Source": REPOSITORY,
+        "Issues": f"{REPOSITORY}/issues",
+        "Changelog": f"{REPOSITORY}/blob/main/CHANGELOG.md",
+    }
+    classifiers = metadata.get_all("Classifier")
+    for version in ("3.10", "3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {version}" in classifiers
+    assert "Programming Language :: Python :: 3 :: Only" in classifiers
+    assert (
+        "Topic :: Scientific/Engineering :: Artificial Intelligence"
+        in classifiers
+    )
+    assert "Intended Audience :: Science/Research" in classifiers
+    # PEP 639: the SPDX License-Expression, no License classifier.
+    assert not [c for c in classifiers if c.startswith("License ::")]
+    # README.md is the long description, as Markdown.
+    assert metadata["Description-Content-Type"] == "text/markdown"
+    readme = (distributions["source"] / "README.md").read_text("utf-8")
+    assert metadata.get_payload().strip() == readme.strip()
