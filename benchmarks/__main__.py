@@ -1,7 +1,7 @@
-"""`python -m benchmarks`: see benchmarks/run.py.
+"""`python -m benchmarks`: see benchmarks/cli.py.
 
 With --backend or --onednn, benchmarks/multi.py runs the harness once per
-setting without importing Keras here; otherwise benchmarks/run.py measures
+setting without importing Keras here; otherwise benchmarks/cli.py measures
 this process' backend."""
 
 import sys
@@ -11,6 +11,6 @@ from benchmarks import multi
 if multi.requested(sys.argv[1:]):
     multi.main(sys.argv[1:])
 else:
-    from benchmarks.run import main
+    from benchmarks.cli import main
 
     main()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU tables of README "Performance": the harness under Keras' JAX
 # backend (every train step compiled with XLA; cuDNN for LSTM) and under its
-# torch backend (no XLA; cuDNN for LSTM and GRU), one after the other.
+# torch backend (no XLA; cuDNN for LSTM and GRU), one after the other; the
+# infer suite (predict at batch 1 and 256) under both.
 #
 #   bash benchmarks/gpu.sh OUT_DIR   # LIMIT=seconds caps each part,
 #                                    # ARGS="--quick" adds arguments
@@ -27,5 +28,5 @@ part() {  # part backend harness-arguments...
 }
 
 part jax jax --suite gf renet --renet-cell lstm
-part torch torch --suite gf renet --unit-types lstm gru
-part jax-scaling jax --suite clockwork gf_params length layers
+part torch torch --suite gf infer renet --unit-types lstm gru
+part jax-scaling jax --suite clockwork gf_params infer length layers

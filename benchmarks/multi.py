@@ -7,11 +7,11 @@ is imported, so every backend is measured beside its own built-in
 layers; the settings run one after the other, never at once. This
 process imports no backend (a machine without TensorFlow can run
 `--backend jax torch`). It prints each run's tables as they come, then a
-summary of our layers' train steps (time relative to the same backend's
-built-in baseline, and ms) and the targets of every setting side by
-side; --markdown / --json get all of it, every run's rows included, and
-are rewritten after every setting (a run cut short keeps what it
-measured). Every other argument goes to each run unchanged.
+summary of our layers' train steps (predict steps in the infer suite: time
+relative to the same backend's built-in baseline, and ms) and the targets
+of every setting side by side; --markdown / --json get all of it, every
+run's rows included, and are rewritten after every setting (a run cut
+short keeps what it measured). Every other argument goes to each run unchanged.
 """
 
 import argparse
@@ -31,7 +31,7 @@ ONEDNN = {"on": ("1",), "off": ("0",), "both": ("1", "0")}
 
 
 def parser():
-    # Only the options this process handles; run.parse documents them too.
+    # Only the options this process handles; cli.parse documents them too.
     # The rest (and -h) goes to each run.
     p = argparse.ArgumentParser(prog="python -m benchmarks", add_help=False)
     p.add_argument("--backend", nargs="+")
@@ -145,7 +145,8 @@ def read(path):
 
 def summary_rows(combined):
     """Our layers' rows: per setting, the train step's time and its ratio
-    to that backend's built-in baseline (or why it was skipped)."""
+    to that backend's built-in baseline (the predict step's for an
+    inference-only row), or why it was skipped."""
     rows = {}
     for label, run in combined["runs"].items():
         for suite, suite_rows in run["results"].items():
@@ -165,6 +166,8 @@ def summary_rows(combined):
                 entry["settings"][label] = {
                     "train_ms": row.get("train_ms"),
                     "train_ratio": row.get("train_ratio"),
+                    "infer_ms": row.get("infer_ms"),
+                    "infer_ratio": row.get("infer_ratio"),
                     "skipped": row.get("skipped"),
                 }
     return list(rows.values())
@@ -189,18 +192,18 @@ def summary_markdown(combined):
     for entry in combined.get("summary", []):
         cells = [entry["model"], entry["baseline"]]
         for label in labels:
-            value = entry["settings"].get(label)
-            if value is None or (
-                value["train_ms"] is None and not value["skipped"]
-            ):
-                cells += ["-", "-"]
-            elif value["skipped"]:
+            value = entry["settings"].get(label) or {}
+            step = "train" if value.get("train_ms") is not None else "infer"
+            if value.get("skipped"):
                 cells += ["skipped: " + report.short_reason(value["skipped"])]
                 cells += ["-"]
+            elif value.get(f"{step}_ms") is None:
+                cells += ["-", "-"]
             else:
+                ratio = value[f"{step}_ratio"]
                 cells += [
-                    f"{value['train_ratio']:.2f}",
-                    f"{value['train_ms']:.1f}",
+                    "-" if ratio is None else f"{ratio:.2f}",
+                    f"{value[f'{step}_ms']:.1f}",
                 ]
         lines.append("| " + " | ".join(cells) + " |")
     parts = [
@@ -212,7 +215,8 @@ def summary_markdown(combined):
         "",
         "x: train-step time relative to the same backend's built-in "
         "model named in 'compared with' (lower is faster); ms: the "
-        "train step's median time.",
+        "train step's median time (the predict step's in the infer "
+        "suite).",
     ]
     goals = targets_markdown(combined)
     if goals:
@@ -234,12 +238,8 @@ def targets_markdown(combined):
         for goal in run.get("targets") or report.evaluate_targets(
             run["results"]
         ):
-            names.setdefault(goal["name"], f"{goal['direction']}{goal['aim']}")
-            if goal["value"] is not None:
-                cell = f"{goal['value']:.2f} {'yes' if goal['met'] else 'no'}"
-            else:
-                cell = "skipped: " + report.short_reason(goal.get("skipped"))
-            values[goal["name"], label] = cell
+            names.setdefault(goal["name"], report.aim_text(goal))
+            values[goal["name"], label] = report.value_text(goal, met=True)
     if not names:
         return ""
     lines = [
@@ -248,8 +248,13 @@ def targets_markdown(combined):
     ]
     for name, aim in names.items():
         cells = [values.get((name, label), "-") for label in labels]
-        lines.append(f"| {name} | {aim} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nEach cell: measured value, aim met."
+        lines.append(
+            f"| {report.cell(name)} | {aim} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) + (
+        "\n\nEach cell: measured value, aim met (no aim: the train-time "
+        "ratio \\| the ratio of analytic FLOPs, to the same baseline)."
+    )
 
 
 def write(known, combined):

@@ -88,17 +88,18 @@ def test_renet_counts_its_four_rnns():
 def test_paper_size_cases_build_the_sizes_they_name():
     import re
 
-    from benchmarks import run
+    from benchmarks import cli
+    from benchmarks import suites
 
-    args = run.parse(["--quick", "--unit-types", "tanh", "gru", "lstm"])
+    args = cli.parse(["--quick", "--unit-types", "tanh", "gru", "lstm"])
     assert args.unit_types == ["tanh", "gru", "lstm"]
-    cases, _, _ = run.gf_cases(args, run.PAPER_SIZES)
+    cases = suites.gf_cases(args, suites.PAPER_SIZES)
     assert len(cases) == 6
     for case in cases:
         layers, units = map(int, re.search(r"(\d)x(\d+)", case.name).groups())
         model = case.build()
         rnns = [layer for layer in model.layers if hasattr(layer, "cell")]
-        if case.name.startswith("GF"):
+        if case.ours:
             assert list(rnns[0].layer_units) == [units] * layers, case.name
         else:
             assert [r.units for r in rnns] == [units] * layers, case.name
@@ -109,17 +110,25 @@ def test_paper_size_cases_build_the_sizes_they_name():
 def test_gpu_rows_build_the_models_they_name(monkeypatch):
     """With a GPU the suites add cuDNN-off rows; check them on any machine
     by pretending one is there."""
-    from benchmarks import run
+    from benchmarks import cli
+    from benchmarks import suites
 
-    monkeypatch.setattr(run, "gpu_present", lambda: True)
-    args = run.parse(["--quick", "--unit-types", "lstm"])
-    cases, _, _ = run.gf_cases(args)
+    monkeypatch.setattr(suites, "gpu_present", lambda: True)
+    args = cli.parse(["--quick", "--unit-types", "lstm"])
+    cases = suites.gf_cases(args)
     names = [case.name for case in cases]
     assert "keras LSTM 3x16, cuDNN off" in names
-    off = cases[names.index("keras LSTM 3x16, cuDNN off")].build()
+    off_case = cases[names.index("keras LSTM 3x16, cuDNN off")]
+    off = off_case.build()
     rnns = [layer for layer in off.layers if hasattr(layer, "cell")]
     assert [r.use_cudnn for r in rnns] == [False] * 3
-    cases, _, _ = run.renet_cases(args)
+    # The own-layer GF-LSTM's target against it refers to that very case.
+    own = cases[names.index("GF-lstm 3x16 feedback, own-layer gates")]
+    against = {goal["name"]: goal["baseline"] for goal in own.targets}
+    assert against["GF-lstm own-layer train / keras stacked, cuDNN off"] is (
+        off_case
+    )
+    cases = suites.renet_cases(args)
     by_name = {case.name: case for case in cases}
     model = by_name["ReNet2D(8, patch 2, GRU), cuDNN off"].build()
     assert model.layers[0].use_cudnn is False
@@ -132,11 +141,11 @@ def test_gpu_rows_build_the_models_they_name(monkeypatch):
 def test_quick_run_writes_markdown_and_json(tmp_path):
     import json
 
-    from benchmarks import run
+    from benchmarks import cli
 
     md, js = tmp_path / "bench.md", tmp_path / "bench.json"
     argv = ["--quick", "--suite", "renet", "--markdown", str(md)]
-    results = run.main(argv + ["--json", str(js)])
+    results = cli.main(argv + ["--json", str(js)])
     rows = results["renet"]
     assert [r["model"] for r in rows][:2] == [
         "hand-written Bidirectional(GRU) sweeps (8 units)",
@@ -155,91 +164,282 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
 
 
 def test_cases_carry_their_targets_as_data():
-    """Every target names a baseline case of its own suite (or one that
-    only a GPU run has) and an aim with a direction."""
-    from benchmarks import run
+    """Every target compares with a case of its own suite (the case
+    itself, not its name) or with none, and has an aim with a direction
+    (or, reported only, no aim)."""
+    from benchmarks import cli
+    from benchmarks import suites
 
-    args = run.parse(["--quick", "--unit-types", "lstm", "gru", "tanh"])
-    suites = [
-        run.gf_cases(args)[0],
-        run.clockwork_cases(args)[0],
-        run.renet_cases(args)[0],
+    args = cli.parse(["--quick", "--unit-types", "lstm", "gru", "tanh"])
+    cases_of = [
+        suites.gf_cases(args),
+        suites.clockwork_cases(args),
+        suites.renet_cases(args),
     ]
     names = []
-    for cases in suites:
-        in_suite = {case.name for case in cases}
+    for cases in cases_of:
         for case in cases:
+            assert any(case.baseline is other for other in cases), case
             for goal in case.targets:
                 names.append(goal["name"])
                 assert goal["direction"] in ("<=", ">=")
-                assert goal["aim"] > 0
+                if goal["metric"] == "time_vs_flops":
+                    assert goal["aim"] is None
+                else:
+                    assert goal["aim"] > 0
                 if goal["baseline"] is not None:
-                    assert goal["baseline"] in in_suite or goal[
-                        "baseline"
-                    ].endswith("cuDNN off"), goal
+                    assert any(goal["baseline"] is c for c in cases), goal
     assert names == [
-        "GF-lstm train / keras stacked",
-        "GF-lstm train / keras stacked, cuDNN off",
+        "GF-lstm all-layer train / keras stacked: time ratio | FLOP ratio",
         "GF-lstm train / naive cell",
         "GF-lstm GFLOP/s / dense matmul",
-        "GF-gru train / keras stacked",
-        "GF-gru train / keras stacked, cuDNN off",
+        "GF-lstm GFLOP/s / keras LSTM 3x16 GFLOP/s",
+        "GF-lstm own-layer train / keras stacked",
+        "GF-gru all-layer train / keras stacked: time ratio | FLOP ratio",
         "GF-gru train / naive cell",
+        "GF-gru own-layer train / keras stacked",
         "ClockworkRNN train / SimpleRNN",
         "ClockworkRNN (XLA) train / SimpleRNN",
         "ReNet2D train / hand-written sweeps",
     ]
-    # The paper-size suite measures no target.
-    paper, _, _ = run.gf_cases(args, run.PAPER_SIZES)
-    assert not any(case.targets for case in paper)
+
+
+def test_issue_13_targets_compare_the_cases_it_names():
+    """The aims of issue 13, each on the case it measures, against the
+    baseline it names: equal parameters (paper sizes, default gates)
+    <= 1.15; equal sizes, own-layer gates <= 1.25; the all-layer form
+    reported beside its FLOP ratio; ClockworkRNN <= 0.5 (XLA: 0.4);
+    GF-LSTM's GFLOP/s >= 0.9x Keras LSTM's."""
+    from benchmarks import cli
+    from benchmarks import suites
+
+    args = cli.parse(["--quick", "--unit-types", "lstm", "gru"])
+
+    def goals(cases):
+        return {
+            goal["name"]: (case, goal, goal["baseline"] or case.baseline)
+            for case in cases
+            for goal in case.targets
+        }
+
+    def layer(case):
+        model = case.build()
+        return next(x for x in model.layers if hasattr(x, "cell"))
+
+    paper = goals(suites.gf_cases(args, suites.PAPER_SIZES))
+    assert sorted(paper) == [
+        "GF-gru 3x165 train / keras GRU 3x228 (equal parameters)",
+        "GF-lstm 3x140 train / keras LSTM 3x191 (equal parameters)",
+    ]
+    for case, goal, base in paper.values():
+        assert (goal["metric"], goal["direction"], goal["aim"]) == (
+            "train_ratio",
+            "<=",
+            1.15,
+        )
+        ours = layer(case)
+        assert ours.gate_inputs == "all_layers" and ours.feedback
+        stacked = suites.PAPER_SIZES[ours.unit_type][0]
+        assert [r.units for r in base.build().layers[1:-1]] == [stacked] * 3
+        assert (
+            list(ours.layer_units)
+            == [suites.PAPER_SIZES[ours.unit_type][1]] * 3
+        )
+
+    equal = goals(suites.gf_cases(args))
+    for unit_type, keras_layer in (("lstm", "LSTM"), ("gru", "GRU")):
+        case, goal, base = equal[
+            f"GF-{unit_type} own-layer train / keras stacked"
+        ]
+        assert (goal["metric"], goal["aim"]) == ("train_ratio", 1.25)
+        assert layer(case).gate_inputs == "own_layer"
+        assert base.name == f"keras {keras_layer} 3x16"
+        case, goal, base = equal[
+            f"GF-{unit_type} all-layer train / keras stacked: "
+            "time ratio | FLOP ratio"
+        ]
+        assert (goal["metric"], goal["aim"]) == ("time_vs_flops", None)
+        assert layer(case).gate_inputs == "all_layers"
+        assert base.name == f"keras {keras_layer} 3x16"
+    case, goal, base = equal["GF-lstm GFLOP/s / keras LSTM 3x16 GFLOP/s"]
+    assert (goal["metric"], goal["direction"], goal["aim"]) == (
+        "gflops_ratio",
+        ">=",
+        0.9,
+    )
+    assert layer(case).feedback and base.name == "keras LSTM 3x16"
+
+    clockwork = goals(suites.clockwork_cases(args))
+    for name, aim, jit, only in (
+        ("ClockworkRNN train / SimpleRNN", 0.5, False, None),
+        ("ClockworkRNN (XLA) train / SimpleRNN", 0.4, True, "tensorflow"),
+    ):
+        case, goal, base = clockwork[name]
+        assert goal["aim"] == aim and case.only == only
+        assert layer(case).jit_compile is jit
+        assert isinstance(layer(base), keras.layers.SimpleRNN)
 
 
 def test_targets_from_rows():
+    """Each metric measured on synthetic rows (nothing timed)."""
     from benchmarks import report
 
-    goal = report.target("ours / base", 0.5, "base")
+    base = {"model": "base", "train_ms": 10.0, "infer_ms": 2.0}
+    base.update(gflops=20.0, train_gflop=1.0)
+    row = {"model": "ours", "train_ms": 4.0, "infer_ms": 3.0}
+    row.update(gflops=18.0, train_gflop=1.3, dense_pct=30.0)
+    skipped = {"model": "ours, XLA", "skipped": "TensorFlow-only: why"}
+    goal = report.target("ours / base", 0.5)
     dense = report.target("ours dense", 0.4, None, ">=", "dense_fraction")
-    gpu = report.target("ours / base on a GPU", 1.0, "base, cuDNN off")
+    gflops = report.target("ours GFLOP/s", 0.9, None, ">=", "gflops_ratio")
+    infer = report.target("ours infer", 1.0, None, "<=", "infer_ratio")
+    both = report.target("ours: time | FLOPs", None, metric="time_vs_flops")
     rows = [
-        {"model": "base", "train_ms": 10.0},
+        base,
         {
-            "model": "ours",
-            "train_ms": 4.0,
-            "dense_pct": 30.0,
-            "targets": [goal, dense, gpu],
+            **row,
+            "targets": [
+                report.measure(goal, row, base),
+                report.measure(dense, row),
+                report.measure(gflops, row, base),
+                report.measure(infer, row, base),
+                report.measure(both, row, base),
+            ],
         },
-        {"model": "ours, XLA", "skipped": "TensorFlow-only: why"},
+        {**skipped, "targets": [report.measure(goal, skipped, base)]},
+        {"model": "behind", "train_ms": 1.0, "targets": []},
     ]
-    rows[2]["targets"] = [report.target("xla / base", 0.5, "base")]
+    rows[3]["targets"] = [report.measure(goal, rows[3], skipped)]
     out = report.evaluate_targets({"suite": rows})
     assert [(g["name"], g["value"], g["met"]) for g in out] == [
         ("ours / base", 0.4, True),
         ("ours dense", 0.3, False),
-        ("xla / base", None, None),
+        ("ours GFLOP/s", 0.9, True),
+        ("ours infer", 1.5, False),
+        ("ours: time | FLOPs", 0.4, None),
+        ("ours / base", None, None),
+        ("ours / base", None, None),
     ]
+    assert out[4]["flop_ratio"] == pytest.approx(1.3)
+    assert [g["baseline"] for g in out] == ["base", None] + ["base"] * 4 + [
+        "ours, XLA"
+    ]
+    # A skipped baseline skips the target too, with its reason.
+    assert out[5]["skipped"] == out[6]["skipped"] == "TensorFlow-only: why"
     text = report.targets_table(out)
     assert "| ours / base | 0.40 | <=0.5 | yes |" in text
     assert "| ours dense | 0.30 | >=0.4 | no |" in text
-    assert "| xla / base | - | <=0.5 | skipped: TensorFlow-only |" in text
+    assert "| ours GFLOP/s | 0.90 | >=0.9 | yes |" in text
+    assert (
+        "| ours: time \\| FLOPs | 0.40 \\| 1.30 | no aim | reported |" in text
+    )
+    assert "| ours / base | - | <=0.5 | skipped: TensorFlow-only |" in text
     assert report.targets_table([]) == ""
 
 
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"metric": "speed"}, "Received: metric='speed'"),
+        ({"direction": "<"}, "Received: direction='<'"),
+        ({"aim": None}, "Received: aim=None"),
+        ({"aim": 1.0, "metric": "time_vs_flops"}, "Received: aim=1.0"),
+    ],
+)
+def test_target_rejects_bad_arguments(kwargs, message):
+    from benchmarks import report
+
+    with pytest.raises(ValueError, match=message):
+        report.target(**{"name": "x", "aim": 1.0, **kwargs})
+
+
+def test_targets_side_by_side_per_setting():
+    """A several-setting run prints each target once, with every
+    setting's value beside the others."""
+    from benchmarks import multi
+    from benchmarks import report
+
+    base = {"model": "base", "train_ms": 10.0, "train_gflop": 1.0}
+    goal = report.target("ours / base", 1.15)
+    both = report.target(
+        "all-layer: time | FLOPs", None, metric="time_vs_flops"
+    )
+    xla = report.target("xla / base", 0.4)
+    runs = {}
+    for label, ms in (("tensorflow (oneDNN on)", 9.0), ("jax", 14.0)):
+        row = {"model": "ours", "train_ms": ms, "train_gflop": 1.5}
+        xla_row = {"model": "ours, XLA", "train_ms": 2.0}
+        if label == "jax":
+            xla_row = {"model": "ours, XLA", "skipped": "TensorFlow-only: y"}
+        row["targets"] = [
+            report.measure(goal, row, base),
+            report.measure(both, row, base),
+            report.measure(xla, xla_row, base),
+        ]
+        runs[label] = {"results": {"gf": [base, row]}}
+    combined = {"settings": list(runs), "runs": runs}
+    text = multi.targets_markdown(combined)
+    assert "| target | aim | tensorflow (oneDNN on) | jax |" in text
+    assert "| ours / base | <=1.15 | 0.90 yes | 1.40 no |" in text
+    assert (
+        "| all-layer: time \\| FLOPs | no aim | 0.90 \\| 1.50 | 1.40 \\| 1.50 |"
+    ) in text
+    assert (
+        "| xla / base | <=0.4 | 0.20 yes | skipped: TensorFlow-only |" in text
+    )
+
+
+def test_inference_cases_time_predict_beside_the_builtins():
+    """The infer suite: each of our models at each batch beside its
+    built-in at the same batch, predict steps only."""
+    from benchmarks import cli
+    from benchmarks import suites
+
+    args = cli.parse(["--quick", "--unit-types", "lstm", "gru"])
+    assert args.infer_batches == [1, 4]
+    cases = suites.inference_cases(args)
+    assert not any(case.train for case in cases)
+    names = {case.name: case for case in cases}
+    for b in (1, 4):
+        pairs = [
+            ("GF-lstm 3x16 feedback", "keras LSTM 3x16"),
+            ("GF-lstm 3x140 feedback", "keras LSTM 3x191"),
+            ("GF-gru 3x16 feedback", "keras GRU 3x16"),
+            ("GF-gru 3x165 feedback", "keras GRU 3x228"),
+            ("ClockworkRNN(16, 4 modules)", "keras SimpleRNN(16)"),
+            ("ClockworkRNN(16, 4 modules), XLA", "keras SimpleRNN(16)"),
+        ]
+        for ours, builtin in pairs:
+            case = names[f"{ours}, B={b}"]
+            assert case.ours and case.baseline is names[f"{builtin}, B={b}"]
+            assert len(case.data[0]) == len(case.baseline.data[0]) == b
+            assert case.extra["batch"] == b
+    model = names["GF-gru 3x165 feedback, B=4"].build()
+    assert model.predict_on_batch(
+        names["GF-gru 3x165 feedback, B=4"].data[0]
+    ).shape == (4, 8, 205)
+
+
 def test_a_case_for_another_backend_is_a_skipped_row():
-    from benchmarks import run
+    from benchmarks import cli
+    from benchmarks import harness
 
     def tiny():
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
         model.compile(optimizer="sgd", loss="mse")
         return model
 
-    args = run.parse(["--quick"])
+    args = cli.parse(["--quick"])
+    data = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
+    base = harness.Case("base", tiny, 12, data)
     cases = [
-        run.Case("base", tiny, 12, "base"),
-        run.Case("elsewhere", tiny, 12, "base", only="none", reason="X: y"),
-        run.Case("here", tiny, 12, "base", ours=True),
+        base,
+        harness.Case(
+            "elsewhere", tiny, 12, data, base, only="none", reason="X: y"
+        ),
+        harness.Case("here", tiny, 12, data, base, ours=True),
     ]
-    x, y = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
-    rows = run.time_cases(cases, x, y, args, {"gflops": 1.0})
+    rows = harness.time_cases(cases, args, {"gflops": 1.0})
     assert [r["model"] for r in rows] == ["base", "elsewhere", "here"]
     assert rows[1] == {
         "model": "elsewhere",
@@ -249,9 +449,51 @@ def test_a_case_for_another_backend_is_a_skipped_row():
         "targets": [],
     }
     assert rows[2]["ours"] and rows[2]["train_ms"] > 0
-    text = run.table(rows)
+    text = harness.table(rows)
     assert "| elsewhere (skipped: X) | - |" in text
     assert f"Skipped on {keras.backend.backend()}: elsewhere: X: y." in text
+
+
+def test_inference_only_rows_and_foreign_baselines():
+    """An inference-only case times the predict step alone (its row has
+    no train time); a baseline outside the suite is refused."""
+    from benchmarks import cli
+    from benchmarks import harness
+    from benchmarks import report
+
+    def tiny():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    args = cli.parse(["--quick", "--repeats", "1"])
+    data = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
+    base = harness.Case("base", tiny, 6, data, train=False)
+    goal = report.target("ours infer", 9.0, metric="infer_ratio")
+    ours = harness.Case("ours", tiny, 6, data, base, [goal], train=False)
+    rows = harness.time_cases([base, ours], args, {"gflops": 1.0})
+    assert rows[0]["train_ms"] is None and rows[0]["infer_ratio"] == 1.0
+    assert rows[1]["infer_ms"] > 0 and rows[1]["train_ratio"] is None
+    (measured,) = rows[1]["targets"]
+    assert measured["baseline"] == "base" and measured["value"] > 0
+    text = harness.table(rows, (), harness.INFER_COLUMNS)
+    assert text.startswith(
+        "| model | params | infer ms | infer ex/s | GFLOP/s | % dense | "
+        "infer x |"
+    )
+    assert "| base | 4 | " in text and "| 1.00 |" in text
+    elsewhere = harness.Case("elsewhere", tiny, 6, data)
+    with pytest.raises(ValueError, match="not a case of this suite"):
+        harness.time_cases(
+            [harness.Case("x", tiny, 6, data, elsewhere)], args, {}
+        )
+    foreign = report.target("x / elsewhere", 1.0, elsewhere)
+    with pytest.raises(ValueError, match="not a case of this suite"):
+        harness.time_cases(
+            [harness.Case("x", tiny, 6, data, None, [foreign])], args, {}
+        )
+    with pytest.raises(TypeError, match="Received: baseline='base'"):
+        harness.Case("x", tiny, 6, data, "base")
 
 
 def test_settings_of_a_several_backend_run():
@@ -295,7 +537,7 @@ def test_jax_and_torch_side_by_side_without_tensorflow(tmp_path, monkeypatch):
     machine of gpu.sh has none)."""
     import json
 
-    from benchmarks import run
+    from benchmarks import cli
 
     blocked = tmp_path / "no_tensorflow" / "tensorflow"
     blocked.mkdir(parents=True)
@@ -306,7 +548,7 @@ def test_jax_and_torch_side_by_side_without_tensorflow(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path if p))
     md, js = tmp_path / "bench.md", tmp_path / "bench.json"
     argv = TINY + ["--backend", "jax", "torch"]
-    combined = run.main(argv + ["--markdown", str(md), "--json", str(js)])
+    combined = cli.main(argv + ["--markdown", str(md), "--json", str(js)])
     assert combined["settings"] == ["jax", "torch"]
     saved = json.loads(js.read_text())
     text = md.read_text()
@@ -339,12 +581,12 @@ def test_jax_and_torch_side_by_side_without_tensorflow(tmp_path, monkeypatch):
 def test_onednn_both_measures_two_tensorflow_settings(tmp_path):
     import json
 
+    from benchmarks import cli
     from benchmarks import report
-    from benchmarks import run
 
     md, js = tmp_path / "bench.md", tmp_path / "bench.json"
     argv = TINY + ["--onednn", "both"]
-    run.main(argv + ["--markdown", str(md), "--json", str(js)])
+    cli.main(argv + ["--markdown", str(md), "--json", str(js)])
     saved = json.loads(js.read_text())
     on, off = "tensorflow (oneDNN on)", "tensorflow (oneDNN off)"
     assert saved["settings"] == [on, off]
@@ -364,6 +606,7 @@ def test_onednn_both_measures_two_tensorflow_settings(tmp_path):
         assert f"## {label}\n" in text
     assert text.count("### Targets (this run)") == 2
     assert f"| target | aim | {on} | {off} |" in text
+    assert "| ClockworkRNN (XLA) train / SimpleRNN | <=0.4 | " in text
 
 
 @several_processes
@@ -382,8 +625,8 @@ def test_a_failed_setting_fails_the_run_and_is_recorded(tmp_path):
 
 
 def test_quick_keeps_sizes_given_on_the_command_line():
-    from benchmarks import run
+    from benchmarks import cli
 
-    args = run.parse(["--quick", "--cw-steps", "4", "--repeats", "1"])
+    args = cli.parse(["--quick", "--cw-steps", "4", "--repeats", "1"])
     assert (args.cw_steps, args.repeats, args.cw_units) == (4, 1, 16)
     assert args.unit_types == ["lstm", "gru"]
