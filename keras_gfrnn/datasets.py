@@ -11,9 +11,14 @@
   deterministically into 3,000 train / 500 validation / 500 test digits.
   Works offline.
 - `load_mnist(split, data_dir=None)`: the full MNIST from
-  tensorflow-datasets (`pip install "keras-gfrnn[datasets]"`). When the data
-  is not prepared in `data_dir` and the download server cannot be reached, it
-  raises `DatasetUnavailableError` with what to do, instead of hanging.
+  tensorflow-datasets (`pip install "keras-gfrnn[datasets]"`).
+
+tensorflow-datasets decides where the data comes from: prepared data in
+`data_dir`, mocked data (`tfds.testing.mock_data`), or its own download,
+which honours `HTTPS_PROXY` / `HTTP_PROXY`. When that download fails (no
+network: tensorflow-datasets gives up after its retries, about three and a
+half minutes), these functions raise `DatasetUnavailableError` with what to
+do offline.
 
 Images are float32 in [0, 1], shape (n, 28, 28); labels int32.
 
@@ -26,10 +31,15 @@ need TensorFlow on every backend (`pip install "keras-gfrnn[tensorflow]"`);
 """
 
 import importlib
+import numbers
 import os
-import socket
+import urllib.error
 
 import numpy as np
+
+from keras_gfrnn._validation import check_choice
+from keras_gfrnn._validation import check_positive_int
+from keras_gfrnn._validation import check_rate
 
 SAMPLE_SPLITS = {
     "train": (0, 3000),
@@ -37,7 +47,6 @@ SAMPLE_SPLITS = {
     "test": (3500, 4000),
 }
 _SAMPLE_PATH = os.path.join(os.path.dirname(__file__), "data", "mnist_4k.npz")
-_DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -95,11 +104,7 @@ def mnist_sample(split="train"):
 
 
 def _mnist_sample_uint8(split):
-    if split not in SAMPLE_SPLITS:
-        raise ValueError(
-            f"Argument `split` must be one of {sorted(SAMPLE_SPLITS)}. "
-            f"Received: split={split!r}"
-        )
+    check_choice("split", split, SAMPLE_SPLITS)
     with np.load(_SAMPLE_PATH) as data:
         x, y = data["x"], data["y"]
     order = np.random.default_rng(20150209).permutation(len(x))
@@ -108,20 +113,49 @@ def _mnist_sample_uint8(split):
     return x[idx], y[idx].astype("int32")
 
 
-def _reachable(address, timeout):
-    try:
-        with socket.create_connection(address, timeout=timeout):
-            return True
-    except OSError:
-        return False
+def _check_bool(name, value, allow_none=False):
+    # bool("no") is True: only the booleans themselves are accepted.
+    if not (isinstance(value, bool) or (allow_none and value is None)):
+        allowed = "None, True or False" if allow_none else "True or False"
+        raise ValueError(
+            f"Argument `{name}` must be {allowed}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def _check_data_dir(data_dir):
+    if data_dir is None:
+        return None
+    path = data_dir
+    if isinstance(data_dir, os.PathLike):
+        path = os.fspath(data_dir)
+    if not isinstance(path, str):
+        raise ValueError(
+            "Argument `data_dir` must be None or a path (a string or an "
+            f"os.PathLike). Received: data_dir={data_dir!r}"
+        )
+    return path
+
+
+def _check_seed(seed):
+    # tf.data seeds are int64.
+    if seed is not None and (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Integral)
+        or not -(2**63) <= seed < 2**63
+    ):
+        raise ValueError(
+            "Argument `seed` must be None or an integer (int64). "
+            f"Received: seed={seed!r}"
+        )
+    return None if seed is None else int(seed)
 
 
 def _unavailable(name, data_dir, reason):
-    where = data_dir or "~/tensorflow_datasets"
     return DatasetUnavailableError(
         f"The tensorflow-datasets dataset '{name}' is not prepared in "
-        f"{where} and cannot be downloaded ({reason}). Either run once on a "
-        f'machine with network access (python -c "import '
+        f"{data_dir} and cannot be downloaded ({reason}). Either run once on "
+        f'a machine with network access (python -c "import '
         f"tensorflow_datasets as tfds; tfds.builder('{name}').download_and_"
         f'prepare()") and copy the prepared folder here, passing its parent '
         f"as data_dir / --data-dir, or use the bundled offline sample "
@@ -129,18 +163,35 @@ def _unavailable(name, data_dir, reason):
     )
 
 
-def _tfds_builder(name, data_dir, timeout=5.0):
+def _download_errors(tfds):
+    """What tensorflow-datasets raises when a download fails."""
+    errors = [
+        tfds.download.DownloadError,  # an HTTP status other than 200
+        ConnectionError,
+        TimeoutError,
+        urllib.error.URLError,  # ftp:// downloads go through urllib
+    ]
+    try:  # http(s):// downloads go through requests, a tfds dependency
+        import requests
+    except ImportError:  # pragma: no cover - tfds installs it
+        pass
+    else:
+        # ConnectionError (also proxies, DNS), Timeout, SSLError, ...
+        errors.append(requests.exceptions.RequestException)
+    return tuple(errors)
+
+
+def _tfds_builder(name, data_dir):
     tfds = _tensorflow_datasets(f"Dataset '{name}'")
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
-        if not _reachable(_DOWNLOAD_HOST, timeout):
-            raise _unavailable(
-                name, data_dir, f"{_DOWNLOAD_HOST[0]} is unreachable"
-            )
+        # tensorflow-datasets' own download: through the proxies of the
+        # environment, and a no-op under tfds.testing.mock_data.
         try:
             builder.download_and_prepare()
-        except Exception as error:  # network errors come in many types
-            raise _unavailable(name, data_dir, repr(error)) from error
+        except _download_errors(tfds) as error:
+            where = os.fspath(builder.data_dir_root)
+            raise _unavailable(name, where, repr(error)) from error
     return builder
 
 
@@ -151,6 +202,7 @@ def load_mnist(split="train", data_dir=None):
             "Argument `split` must be 'train' or 'test'. "
             f"Received: split={split!r}"
         )
+    data_dir = _check_data_dir(data_dir)
     tfds = _tensorflow_datasets("load_mnist")
     builder = _tfds_builder("mnist", data_dir)
     batches = list(tfds.as_numpy(builder.as_dataset(split=split).batch(8192)))
@@ -179,16 +231,7 @@ _PIXEL_STATS = {}
 
 def image_shape(name):
     """(height, width, channels) of a dataset of `load_image_dataset`."""
-    return IMAGE_DATASETS[_check_name(name)][0]
-
-
-def _check_name(name):
-    if name not in IMAGE_DATASETS:
-        raise ValueError(
-            f"Argument `name` must be one of {sorted(IMAGE_DATASETS)}. "
-            f"Received: name={name!r}"
-        )
-    return name
+    return IMAGE_DATASETS[check_choice("name", name, IMAGE_DATASETS)][0]
 
 
 def _source(name, split, data_dir):
@@ -208,9 +251,10 @@ def _source(name, split, data_dir):
 
 def pixel_statistics(name, data_dir=None):
     """Per-pixel mean and std (of [0, 1] images) over the training split."""
+    check_choice("name", name, IMAGE_DATASETS)
+    data_dir = _check_data_dir(data_dir)
     _tensorflow(
-        "pixel_statistics reads the training split through tf.data",
-        _check_name(name),
+        "pixel_statistics reads the training split through tf.data", name
     )
     key = (name, data_dir)
     if key not in _PIXEL_STATS:
@@ -262,9 +306,10 @@ def load_image_dataset(
         seed: Seed of the shuffle and the augmentation.
         normalization: "unit" (values in [0, 1]) or "per_pixel" (subtract the
             training split's per-pixel mean, divide by its std).
-        shift: Maximum shift in pixels (augment only).
-        flip: Random horizontal flips (augment only); `None`: only for
-            CIFAR-10, where the paper uses them.
+        shift: Maximum shift in pixels (augment only), at most half the
+            image side (14 for the digits, 16 for the 32x32 images).
+        flip: Random horizontal flips (augment only): `True`, `False`, or
+            `None`: only for CIFAR-10, where the paper uses them.
         corruption: Probability of zeroing an input value (augment only).
 
     Images are float32 `(batch, height, width, channels)`, labels int32.
@@ -274,37 +319,38 @@ def load_image_dataset(
     backend: the pipeline is `tf.data`, which feeds JAX and torch models
     too. Without it, raises `MissingDependencyError` naming the extra.
     """
-    shape, flips_ok, _ = IMAGE_DATASETS[_check_name(name)]
-    if split not in TFDS_SPLITS:
-        raise ValueError(
-            f"Argument `split` must be one of {sorted(TFDS_SPLITS)}. "
-            f"Received: split={split!r}"
-        )
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or (batch_size <= 0)
-    ):
-        raise ValueError(
-            "Argument `batch_size` must be a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
+    shape, flips_ok, _ = IMAGE_DATASETS[
+        check_choice("name", name, IMAGE_DATASETS)
+    ]
+    check_choice("split", split, TFDS_SPLITS)
+    batch_size = check_positive_int("batch_size", batch_size)
+    augment = _check_bool("augment", augment)
+    shuffle = _check_bool("shuffle", shuffle)
+    data_dir = _check_data_dir(data_dir)
+    seed = _check_seed(seed)
     if normalization not in ("unit", "per_pixel"):
         raise ValueError(
             "Argument `normalization` must be 'unit' or 'per_pixel'. "
             f"Received: normalization={normalization!r}"
         )
-    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+    # A shift of more than half the side can move the centre of the image,
+    # where these datasets put the object that the label names, out of
+    # view; from the full side on, some images come out blank.
+    largest = min(shape[:2]) // 2
+    if (
+        isinstance(shift, bool)
+        or not isinstance(shift, numbers.Integral)
+        or not 0 <= shift <= largest
+    ):
         raise ValueError(
-            "Argument `shift` must be a non-negative integer. "
+            f"Argument `shift` must be an integer from 0 to {largest} (half "
+            f"the side of the {shape[0]}x{shape[1]} images of '{name}'). "
             f"Received: shift={shift!r}"
         )
-    if not 0.0 <= corruption < 1.0:
-        raise ValueError(
-            "Argument `corruption` must be a float in [0, 1). "
-            f"Received: corruption={corruption!r}"
-        )
-    flip = flips_ok if flip is None else bool(flip)
+    shift = int(shift)
+    corruption = check_rate("corruption", corruption)
+    flip = _check_bool("flip", flip, allow_none=True)
+    flip = flips_ok if flip is None else flip
     tf = _tensorflow("load_image_dataset builds a tf.data pipeline", name)
 
     ds = _source(name, split, data_dir)

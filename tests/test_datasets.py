@@ -1,10 +1,81 @@
+import http.server
+import os
+import socket
+import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
+import requests
 import tensorflow_datasets as tfds
+import urllib3
 
 from keras_gfrnn import datasets
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def _proxy_environment(port):
+    """Environment variables that send every download to 127.0.0.1:port.
+
+    Proxies are public, documented behaviour of requests (and urllib), which
+    tensorflow-datasets downloads with; lowercase names win, so both are set.
+    """
+    proxy = f"http://127.0.0.1:{port}"
+    env = {}
+    for name in _PROXY_VARIABLES:
+        value = "" if name == "NO_PROXY" else proxy
+        env[name] = env[name.lower()] = value
+    return env
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network, as in CI: every download attempt is refused at once.
+
+    The proxy is a loopback port bound but not listening, so a connection is
+    refused whatever runs on the machine. urllib3 retries a refused
+    connection ten times with growing pauses (about 3.4 minutes in all
+    before tensorflow-datasets gives up); the test drops the pauses.
+    """
+    retries = []
+
+    def no_pause(retry):
+        retries.append(time.monotonic())
+        return 0.0
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        for name, value in _proxy_environment(closed.getsockname()[1]).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(urllib3.util.Retry, "get_backoff_time", no_pause)
+        yield
+        # tensorflow-datasets downloads a dataset's files in parallel and
+        # reports the first failure: let the others give up too before the
+        # pauses come back (else they hold the interpreter's exit).
+        while retries and time.monotonic() - retries[-1] < 1.0:
+            time.sleep(0.1)
+
+
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_error(404)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def not_found_proxy():
+    """An HTTP proxy that answers 404 to everything; yields its port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
 
 
 def test_mnist_sample_splits():
@@ -29,8 +100,7 @@ def test_mnist_sample_splits():
         datasets.mnist_sample("val")
 
 
-def test_load_mnist_with_mock_data(monkeypatch, tmp_path):
-    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: True)
+def test_load_mnist_with_mock_data(tmp_path):
     with tfds.testing.mock_data(num_examples=12):
         x, y = datasets.load_mnist("test", data_dir=str(tmp_path))
     assert x.shape == (12, 28, 28) and x.dtype == np.float32
@@ -40,18 +110,56 @@ def test_load_mnist_with_mock_data(monkeypatch, tmp_path):
         datasets.load_mnist("validation")
 
 
-def test_load_mnist_offline_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: False)
+def test_load_mnist_offline_error(offline, tmp_path):
     with pytest.raises(datasets.DatasetUnavailableError) as info:
         datasets.load_mnist("train", data_dir=str(tmp_path))
     message = str(info.value)
     assert "mnist_sample" in message and str(tmp_path) in message
     assert "data_dir" in message
+    # tensorflow-datasets' own error, kept as the cause.
+    assert isinstance(info.value.__cause__, requests.ConnectionError)
+    assert "Connection refused" in message
 
 
-def test_reachable_reports_closed_port():
-    # Port 9 on loopback: nothing listens there, the connection is refused.
-    assert datasets._reachable(("127.0.0.1", 9), timeout=1.0) is False
+def test_download_error_reports_unavailable(
+    not_found_proxy, monkeypatch, tmp_path
+):
+    # An HTTP error status is tensorflow-datasets' DownloadError (not
+    # retried). SVHN is downloaded over plain http://, so the proxy sees
+    # the request and answers it.
+    for name, value in _proxy_environment(not_found_proxy).items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(datasets.DatasetUnavailableError) as info:
+        datasets.load_image_dataset("svhn_cropped", data_dir=tmp_path)
+    assert isinstance(info.value.__cause__, tfds.download.DownloadError)
+    assert "HTTP code: 404" in str(info.value)
+    assert f"is not prepared in {tmp_path}" in str(info.value)
+
+
+def test_offline_message_names_tfds_default_data_dir(not_found_proxy, tmp_path):
+    # Without data_dir the message names the folder tensorflow-datasets
+    # really uses: TFDS_DATA_DIR (read when tfds is imported, hence a fresh
+    # interpreter), not always ~/tensorflow_datasets.
+    env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path))
+    env.update(_proxy_environment(not_found_proxy))
+    code = (
+        "from keras_gfrnn import datasets\n"
+        "try:\n"
+        "    datasets.load_image_dataset('svhn_cropped')\n"
+        "except datasets.DatasetUnavailableError as error:\n"
+        "    print(error)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"'svhn_cropped' is not prepared in {tmp_path} " in result.stdout
 
 
 # ------------------------------------------------------- image pipelines
@@ -70,10 +178,8 @@ def _first_batch(ds):
     ],
 )
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
-def test_load_image_dataset_every_name(
-    name, shape, split, monkeypatch, tmp_path
-):
-    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: True)
+def test_load_image_dataset_every_name(name, shape, split, tmp_path):
+    # tfds.testing.mock_data alone: no network, nothing of ours patched.
     with tfds.testing.mock_data(num_examples=40):
         ds = datasets.load_image_dataset(
             name, split, batch_size=8, data_dir=str(tmp_path), seed=0
@@ -144,8 +250,7 @@ def test_augmentation_corruption_rate():
     assert 0.17 < dropped.sum() / on.sum() < 0.23
 
 
-def test_augmentation_flips(monkeypatch, tmp_path):
-    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: True)
+def test_augmentation_flips(tmp_path):
     kwargs = dict(batch_size=32, shuffle=False, seed=3, data_dir=str(tmp_path))
     with tfds.testing.mock_data(num_examples=32):
         clean, _ = _first_batch(
@@ -188,6 +293,26 @@ def test_augmentation_flips(monkeypatch, tmp_path):
         ),
         ({"name": "mnist_sample", "shift": -1}, "shift=-1"),
         ({"name": "mnist_sample", "corruption": 1.0}, "corruption=1.0"),
+        # bool("no") is True: only booleans switch augmentation on or off.
+        ({"name": "mnist_sample", "flip": "no"}, "`flip` must be None, Tru"),
+        ({"name": "mnist_sample", "flip": 0}, "flip=0"),
+        ({"name": "mnist_sample", "augment": "no"}, "augment='no'"),
+        ({"name": "mnist_sample", "shuffle": "False"}, "shuffle='False'"),
+        # Beyond half the side the centred object can leave the image.
+        ({"name": "mnist_sample", "shift": 100}, "0 to 14 .*shift=100"),
+        ({"name": "mnist_sample", "shift": 15}, "28x28 .*shift=15"),
+        ({"name": "cifar10", "shift": 17}, "0 to 16 .*shift=17"),
+        ({"name": "mnist_sample", "shift": 2.0}, "shift=2.0"),
+        ({"name": ["mnist"]}, r"must be one of .*name=\['mnist'\]"),
+        ({"name": "mnist_sample", "split": ["test"]}, r"split=\['test'\]"),
+        ({"name": "mnist_sample", "corruption": "0.2"}, "corruption='0.2'"),
+        ({"name": "mnist_sample", "corruption": True}, "corruption=True"),
+        ({"name": "mnist_sample", "seed": "abc"}, "`seed` .*seed='abc'"),
+        ({"name": "mnist_sample", "seed": 1.5}, "seed=1.5"),
+        ({"name": "mnist_sample", "seed": 2**64}, "seed=1844"),
+        ({"name": "mnist_sample", "batch_size": "8"}, "batch_size='8'"),
+        ({"name": "mnist_sample", "data_dir": 7}, "`data_dir` .*data_dir=7"),
+        ({"name": "mnist_sample", "normalization": ["unit"]}, "normaliz"),
     ],
 )
 def test_load_image_dataset_invalid_arguments(kwargs, match):
@@ -195,10 +320,49 @@ def test_load_image_dataset_invalid_arguments(kwargs, match):
         datasets.load_image_dataset(**kwargs)
 
 
-def test_load_image_dataset_offline_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: False)
-    with pytest.raises(datasets.DatasetUnavailableError, match="cifar10"):
-        datasets.load_image_dataset("cifar10", data_dir=str(tmp_path))
+def test_other_functions_invalid_arguments():
+    with pytest.raises(ValueError, match=r"must be one of .*name=\['mnist'\]"):
+        datasets.image_shape(["mnist"])
+    with pytest.raises(ValueError, match=r"name=\['mnist'\]"):
+        datasets.pixel_statistics(["mnist"])
+    with pytest.raises(ValueError, match=r"data_dir=\['d'\]"):
+        datasets.pixel_statistics("mnist_sample", data_dir=["d"])
+    with pytest.raises(ValueError, match=r"must be one of .*split=\['test'\]"):
+        datasets.mnist_sample(["test"])
+    with pytest.raises(ValueError, match="data_dir=7"):
+        datasets.load_mnist("test", data_dir=7)
+
+
+def test_largest_shift_and_numpy_integers_are_accepted():
+    # Half the side is the largest shift; NumPy integers count as integers.
+    x, y = _first_batch(
+        datasets.load_image_dataset(
+            "mnist_sample",
+            "test",
+            batch_size=np.int64(16),
+            shuffle=False,
+            seed=np.int32(1),
+            augment=True,
+            shift=np.int64(14),
+            corruption=np.float32(0.0),
+        )
+    )
+    assert x.shape == (16, 28, 28, 1) and y.shape == (16,)
+    clean, _ = _sample()
+    assert not np.array_equal(x, clean[:16])  # shifted
+    assert (x.reshape(16, -1).max(axis=1) > 0.5).all()  # none blank
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "svhn_cropped"])
+def test_load_image_dataset_offline_error(name, offline, tmp_path):
+    # A download refused by a closed port (the proxy's: requests honours
+    # HTTPS_PROXY) is reported as an unavailable dataset, with what to do.
+    with pytest.raises(datasets.DatasetUnavailableError, match=name) as info:
+        datasets.load_image_dataset(name, data_dir=str(tmp_path))
+    message = str(info.value)
+    assert f"'{name}' is not prepared in {tmp_path}" in message
+    assert "mnist_sample" in message and "--data-dir" in message
+    assert isinstance(info.value.__cause__, requests.ConnectionError)
 
 
 # ------------------------------------------- without the optional extras

@@ -285,15 +285,12 @@ def test_paper_presets_follow_table_1():
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10", "svhn_cropped"])
 @pytest.mark.parametrize("preset", ["paper", "small"])
-def test_preset_models_train_on_mock_data(
-    dataset, preset, monkeypatch, tmp_path
-):
+def test_preset_models_train_on_mock_data(dataset, preset, tmp_path):
     import tensorflow_datasets as tfds
 
     from keras_gfrnn import datasets
 
     example = _example()
-    monkeypatch.setattr(datasets, "_reachable", lambda *a, **k: True)
     width = 1 / 32 if preset == "paper" else 0.25
     model = example.build_model(dataset, preset, width=width)
     renet = [layer for layer in model.layers if isinstance(layer, ReNet2D)]
