@@ -1,10 +1,13 @@
 """ReNet (Visin, Kastner, Cho, Matteucci, Courville and Bengio, 2015)."""
 
+import numbers
+import types
+
 import keras
 from keras import ops
 
-from keras_gfrnn._config import resolve_weight_options
-from keras_gfrnn._config import serialize_weight_options
+from keras_gfrnn._config import resolve_option
+from keras_gfrnn._config import serialize_option
 from keras_gfrnn._validation import check_choice
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
@@ -16,13 +19,46 @@ _CELLS = {
 }
 
 
+# The largest seed each backend's `keras.random.SeedGenerator` holds (its
+# state dtype: int64 on TensorFlow, uint32 on JAX and NumPy, int32 on torch
+# and OpenVINO); Keras' GRU / LSTM / SimpleRNN fail on a larger one.
+_MAX_SEED = {"tensorflow": 2**63 - 1, "jax": 2**32 - 1, "numpy": 2**32 - 1}
+
+
+def _max_seed():
+    return _MAX_SEED.get(keras.backend.backend(), 2**31 - 1)
+
+
+def _check_seed(seed):
+    if seed is None:
+        return None
+    limit = _max_seed()
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Integral)
+        or not 0 <= seed <= limit
+    ):
+        raise ValueError(
+            f"Argument `seed` must be None or an integer in [0, {limit}] "
+            f"(the seeds the {keras.backend.backend()} backend holds). "
+            f"Received: seed={seed!r}"
+        )
+    return int(seed)
+
+
+def _sub_seed(seed, offset):
+    """The seed of the sweep `offset` after the first: `seed + offset`,
+    wrapping round to 0 past the largest seed the backend holds."""
+    return None if seed is None else (seed + offset) % (_max_seed() + 1)
+
+
 def _pair(name, value):
-    pair = (value, value) if isinstance(value, int) else value
+    pair = (value, value) if isinstance(value, numbers.Integral) else value
     if (
         not isinstance(pair, (list, tuple))
         or len(pair) != 2
         or any(
-            isinstance(v, bool) or not isinstance(v, int) or v <= 0
+            isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0
             for v in pair
         )
     ):
@@ -30,7 +66,54 @@ def _pair(name, value):
             f"Argument `{name}` must be a positive integer or a pair of "
             f"positive integers. Received: {name}={value!r}"
         )
-    return tuple(pair)
+    return tuple(int(v) for v in pair)
+
+
+def _custom_objects(options):
+    """Every option's class (or function) under the name its serialized
+    form carries: the scope in which `keras.layers.Bidirectional`'s copy
+    of the forward RNN finds unregistered custom objects and functions."""
+    objects = {}
+    for value in options.values():
+        if value is None:
+            continue
+        if not isinstance(value, types.FunctionType):
+            value = type(value)
+        objects[keras.saving.get_registered_name(value)] = value
+    return objects
+
+
+def _option_error(name, value, reason):
+    return ValueError(
+        f"Argument `{name}` must be an object Keras can serialize and rebuild "
+        "from its config (a name, a Keras object, a named function, or a "
+        "custom object whose `get_config` holds its arguments): ReNet2D's "
+        "RNNs are built from its config, as `keras.layers.Bidirectional` "
+        f"copies its layer ({reason}). Received: {name}={value!r}"
+    )
+
+
+def _serialize_option(name, value):
+    if isinstance(value, types.LambdaType) and value.__name__ == "<lambda>":
+        raise _option_error(
+            name, value, "Keras does not rebuild a lambda in safe mode"
+        )
+    try:
+        return serialize_option(name, value)
+    except (TypeError, ValueError) as error:
+        raise _option_error(name, value, error) from error
+
+
+def _unrebuildable(options, custom_objects, error):
+    """The error naming the option that Keras could not rebuild from its
+    config (`error` came from building the RNNs), else `error`."""
+    for name, value in options.items():
+        try:
+            with keras.saving.custom_object_scope(custom_objects):
+                resolve_option(name, serialize_option(name, value))
+        except (TypeError, ValueError) as reason:
+            return _option_error(name, value, reason.__cause__ or reason)
+    return error
 
 
 @keras.saving.register_keras_serializable(package="keras_gfrnn")
@@ -68,12 +151,20 @@ class ReNet2D(keras.layers.Layer):
             the patch; `"same"`: zero-pad bottom and right up to a multiple.
         data_format: `"channels_last"` (default) or `"channels_first"`.
         activation: Activation of the RNNs. Defaults to `"tanh"`.
+            This and the initializers, regularizers and constraints below
+            take what Keras' RNNs take (names, Keras objects, functions,
+            custom objects), but not a lambda or an object without a
+            working `get_config`: the RNNs are built from the config, as
+            `keras.layers.Bidirectional` copies its layer.
         dropout, recurrent_dropout: Floats in [0, 1) passed to the RNNs.
         kernel_initializer, recurrent_initializer, bias_initializer,
         kernel_regularizer, recurrent_regularizer, bias_regularizer,
         kernel_constraint, recurrent_constraint, bias_constraint: passed to
             the four RNNs (Keras' defaults).
-        seed: Random seed for dropout.
+        seed: Random seed for dropout: None (default) or an integer from 0
+            to the largest seed the backend holds (2**63 - 1 on TensorFlow,
+            2**32 - 1 on JAX, 2**31 - 1 on torch). The vertical sweep takes
+            `seed`, the horizontal one `seed + 1` (0 after the largest).
         use_cudnn: `"auto"` (default), `True` or `False`, passed to the four
             `GRU` / `LSTM` layers: `"auto"` takes the cuDNN kernel where the
             backend has one and the arguments allow it, `False` never does,
@@ -143,39 +234,53 @@ class ReNet2D(keras.layers.Layer):
         self.recurrent_dropout = check_rate(
             "recurrent_dropout", recurrent_dropout
         )
-        self.seed = seed
-        if use_cudnn not in ("auto", True, False) or (
-            use_cudnn is True and self.cell == "simple_rnn"
-        ):
+        self.seed = _check_seed(seed)
+        known = (
+            use_cudnn == "auto"
+            if isinstance(use_cudnn, str)
+            else isinstance(use_cudnn, bool)
+        )
+        if not known or (use_cudnn is True and self.cell == "simple_rnn"):
             raise ValueError(
                 "Argument `use_cudnn` must be 'auto', True or False (True "
                 'needs cell="gru" or "lstm": SimpleRNN has no cuDNN kernel). '
                 f"Received: use_cudnn={use_cudnn!r} with cell={self.cell!r}"
             )
         self.use_cudnn = use_cudnn
+        options = {
+            name: resolve_option(name, value)
+            for name, value in (
+                ("activation", activation),
+                ("kernel_initializer", kernel_initializer),
+                ("recurrent_initializer", recurrent_initializer),
+                ("bias_initializer", bias_initializer),
+                ("kernel_regularizer", kernel_regularizer),
+                ("recurrent_regularizer", recurrent_regularizer),
+                ("bias_regularizer", bias_regularizer),
+                ("kernel_constraint", kernel_constraint),
+                ("recurrent_constraint", recurrent_constraint),
+                ("bias_constraint", bias_constraint),
+            )
+        }
+        object.__setattr__(self, "_activation", options["activation"])
+        # Each RNN rebuilds its options from this config (a fresh initializer
+        # each, as before), finding unregistered custom objects and plain
+        # functions in the scope below, as keras.layers.GRU takes them.
         self._rnn_config = {
-            "activation": keras.activations.serialize(
-                keras.activations.get(activation)
-            ),
-            **serialize_weight_options(
-                resolve_weight_options(
-                    kernel_initializer=kernel_initializer,
-                    recurrent_initializer=recurrent_initializer,
-                    bias_initializer=bias_initializer,
-                    kernel_regularizer=kernel_regularizer,
-                    recurrent_regularizer=recurrent_regularizer,
-                    bias_regularizer=bias_regularizer,
-                    kernel_constraint=kernel_constraint,
-                    recurrent_constraint=recurrent_constraint,
-                    bias_constraint=bias_constraint,
-                )
-            ),
+            name: _serialize_option(name, value)
+            for name, value in options.items()
         }
         object.__setattr__(self, "_templates", [])
-        self.vertical_sweep = self._sweep("vertical_sweep", seed)
-        self.horizontal_sweep = self._sweep(
-            "horizontal_sweep", None if seed is None else seed + 1
-        )
+        self._built_channels = None
+        custom_objects = _custom_objects(options)
+        try:
+            with keras.saving.custom_object_scope(custom_objects):
+                self.vertical_sweep = self._sweep("vertical_sweep", self.seed)
+                self.horizontal_sweep = self._sweep(
+                    "horizontal_sweep", _sub_seed(self.seed, 1)
+                )
+        except (TypeError, ValueError) as error:
+            raise _unrebuildable(options, custom_objects, error) from error
 
     def _sweep(self, name, seed):
         kwargs = dict(
@@ -210,7 +315,7 @@ class ReNet2D(keras.layers.Layer):
 
     @property
     def activation(self):
-        return keras.activations.get(self._rnn_config["activation"])
+        return self._activation
 
     # ----------------------------------------------------------- shapes
     def _grid(self, height, width, static=True):
@@ -229,51 +334,74 @@ class ReNet2D(keras.layers.Layer):
                 )
         return rows, cols, rows * ph - height, cols * pw - width
 
-    def _to_channels_last_shape(self, shape):
+    def _image_shape(self, shape):
+        """`(batch, height, width, channels)` of an input shape, checked."""
         shape = tuple(shape)
+        first = self.data_format == "channels_first"
         if len(shape) != 4:
-            raise ValueError(
-                "ReNet2D expects inputs of rank 4 (batch, height, width, "
-                f"channels). Received: inputs.shape={shape}"
+            layout = (
+                "channels, height, width"
+                if first
+                else "height, width, channels"
             )
-        if self.data_format == "channels_first":
-            shape = (shape[0], shape[2], shape[3], shape[1])
-        if shape[-1] is None:
             raise ValueError(
-                "ReNet2D needs a known number of channels. "
+                f"ReNet2D expects inputs of rank 4 (batch, {layout}) with "
+                f"data_format={self.data_format!r}. "
                 f"Received: inputs.shape={shape}"
             )
-        return shape
+        batch, height, width, channels = (
+            (shape[0], shape[2], shape[3], shape[1]) if first else shape
+        )
+        if channels is None or channels <= 0:
+            raise ValueError(
+                "ReNet2D needs a known, positive number of channels (axis "
+                f"{1 if first else -1} with data_format="
+                f"{self.data_format!r}). Received: inputs.shape={shape}"
+            )
+        if self._built_channels not in (None, channels):
+            raise ValueError(
+                f"ReNet2D was built for {self._built_channels} input channels "
+                f"(data_format={self.data_format!r}). "
+                f"Received: inputs.shape={shape}"
+            )
+        if height == 0 or width == 0:
+            raise ValueError(
+                "ReNet2D needs images of at least one pixel. "
+                f"Received: inputs.shape={shape}"
+            )
+        return batch, height, width, channels
+
+    def _rows_and_cols(self, height, width):
+        """The static patch grid: None where the image size is unknown."""
+        ph, pw = self.patch_size
+        # An unknown side stands in as one patch, to check the known one.
+        rows, cols, _, _ = self._grid(
+            ph if height is None else height, pw if width is None else width
+        )
+        return (
+            None if height is None else rows,
+            None if width is None else cols,
+        )
 
     def build(self, input_shape):
-        batch, height, width, channels = self._to_channels_last_shape(
-            input_shape
-        )
-        rows = cols = None
-        if height is not None:
-            rows = self._grid(height, width or self.patch_size[1])[0]
-        if width is not None:
-            cols = self._grid(height or self.patch_size[0], width)[1]
+        _, height, width, channels = self._image_shape(input_shape)
+        rows, cols = self._rows_and_cols(height, width)
         features = self.patch_size[0] * self.patch_size[1] * channels
         self.vertical_sweep.build((None, rows, features))
         self.horizontal_sweep.build((None, cols, 2 * self.units))
+        self._built_channels = channels
         self.built = True
 
     def compute_output_shape(self, input_shape):
-        batch, height, width, _ = self._to_channels_last_shape(input_shape)
-        ph, pw = self.patch_size
-        rows = cols = None
-        if height is not None:
-            rows = self._grid(height, pw)[0]
-        if width is not None:
-            cols = self._grid(ph, width)[1]
+        batch, height, width, _ = self._image_shape(input_shape)
+        rows, cols = self._rows_and_cols(height, width)
         if self.data_format == "channels_first":
             return (batch, 2 * self.units, rows, cols)
         return (batch, rows, cols, 2 * self.units)
 
     # ------------------------------------------------------------- call
     def call(self, inputs, training=None):
-        _, height, width, channels = self._to_channels_last_shape(inputs.shape)
+        _, height, width, channels = self._image_shape(inputs.shape)
         x = inputs
         if self.data_format == "channels_first":
             x = ops.transpose(x, (0, 2, 3, 1))
@@ -286,10 +414,10 @@ class ReNet2D(keras.layers.Layer):
         else:
             static = True
         rows, cols, pad_h, pad_w = self._grid(height, width, static=static)
+        if not static:
+            x = _assert_image_size(x, height, width, self)
         if self.padding == "same":
             x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
-        elif not static:
-            x = _assert_divisible(x, height, width, self.patch_size)
         # (B, H, W, C) -> (B, I, p_h, J, p_w, C) -> (B, J, I, p_h, p_w, C):
         # column-major grid of flattened (row, column, channel) patches.
         x = ops.reshape(x, (-1, rows, ph, cols, pw, channels))
@@ -321,19 +449,28 @@ class ReNet2D(keras.layers.Layer):
         return {**super().get_config(), **config}
 
 
-def _assert_divisible(x, height, width, patch_size):
-    """Runtime check of a dynamic image size (TensorFlow graphs)."""
+def _assert_image_size(x, height, width, layer):
+    """Run-time check of an image size known only in a TensorFlow graph (JAX
+    and torch trace concrete shapes): at least one pixel, and with
+    padding="valid" a multiple of the patch size."""
     if keras.backend.backend() != "tensorflow":
         return x
     import tensorflow as tf
 
-    message = (
-        'With padding="valid", ReNet2D needs the image height and width to '
-        f"be divisible by patch_size={patch_size}."
-    )
+    empty = "ReNet2D needs images of at least one pixel."
     checks = [
-        tf.debugging.assert_equal(height % patch_size[0], 0, message=message),
-        tf.debugging.assert_equal(width % patch_size[1], 0, message=message),
+        tf.debugging.assert_positive(height, message=empty),
+        tf.debugging.assert_positive(width, message=empty),
     ]
+    if layer.padding == "valid":
+        (ph, pw) = layer.patch_size
+        message = (
+            'With padding="valid", ReNet2D needs the image height and width '
+            f"to be divisible by patch_size={layer.patch_size}."
+        )
+        checks += [
+            tf.debugging.assert_equal(height % ph, 0, message=message),
+            tf.debugging.assert_equal(width % pw, 0, message=message),
+        ]
     with tf.control_dependencies(checks):
         return tf.identity(x)

@@ -236,6 +236,37 @@ def test_saved_model_export(tmp_path):
         ({"units": 4, "dropout": 1.0}, "dropout=1.0"),
         ({"units": 4, "recurrent_dropout": -1}, "recurrent_dropout=-1"),
         ({"units": 4, "use_cudnn": "yes"}, "use_cudnn='yes'"),
+        # Unhashable values for every choice argument.
+        ({"units": 4, "cell": ["gru"]}, r"`cell` must be one of .*\['gru'\]"),
+        ({"units": 4, "padding": ["same"]}, r"padding=\['same'\]"),
+        ({"units": 4, "data_format": {}}, "data_format={}"),
+        ({"units": 4, "use_cudnn": ["auto"]}, r"use_cudnn=\['auto'\]"),
+        # Numbers that are not the type the argument takes.
+        ({"units": 4.0}, "units=4.0"),
+        ({"units": "4"}, "units='4'"),
+        ({"units": True}, "units=True"),
+        ({"units": None}, "units=None"),
+        ({"units": 4, "patch_size": 2.0}, "patch_size=2.0"),
+        ({"units": 4, "patch_size": "2"}, "patch_size='2'"),
+        ({"units": 4, "patch_size": True}, "patch_size=True"),
+        ({"units": 4, "patch_size": (2, 2.0)}, r"patch_size=\(2, 2.0\)"),
+        ({"units": 4, "patch_size": (True, 2)}, r"patch_size=\(True, 2\)"),
+        ({"units": 4, "dropout": "0.1"}, "dropout='0.1'"),
+        ({"units": 4, "dropout": True}, "dropout=True"),
+        ({"units": 4, "dropout": float("nan")}, "dropout=nan"),
+        ({"units": 4, "recurrent_dropout": None}, "recurrent_dropout=None"),
+        ({"units": 4, "recurrent_dropout": float("inf")}, "dropout=inf"),
+        ({"units": 4, "use_cudnn": 1}, "use_cudnn=1 "),
+        ({"units": 4, "use_cudnn": np.True_}, "use_cudnn=np.True_"),
+        ({"units": 4, "seed": "abc"}, "seed='abc'"),
+        ({"units": 4, "seed": -1}, "seed=-1"),
+        ({"units": 4, "seed": 1.5}, "seed=1.5"),
+        ({"units": 4, "seed": True}, "seed=True"),
+        (
+            {"units": 4, "kernel_initializer": "nope"},
+            "Argument `kernel_initializer`.*kernel_initializer='nope'",
+        ),
+        ({"units": 4, "activation": 3}, "Argument `activation`.*activation=3"),
         (
             {"units": 4, "cell": "simple_rnn", "use_cudnn": True},
             "use_cudnn=True with cell='simple_rnn'",
@@ -256,6 +287,233 @@ def test_invalid_inputs():
         ReNet2D(3, patch_size=(2, 3))(images(height=6, width=4))
     with pytest.raises(ValueError, match="image size"):
         keras.Sequential([keras.Input((7, 8, 1)), ReNet2D(3)])
+
+
+def test_numpy_integers_are_accepted():
+    layer = ReNet2D(np.int64(3), patch_size=np.int32(2), seed=np.int64(5))
+    assert layer.patch_size == (2, 2)
+    config = layer_checks.assert_config_round_trip(layer).get_config()
+    assert (config["units"], config["patch_size"], config["seed"]) == (
+        3,
+        (2, 2),
+        5,
+    )
+    assert ReNet2D(3, patch_size=[np.int64(1), 2]).patch_size == (1, 2)
+
+
+def test_input_checks_name_the_shape():
+    layer = ReNet2D(3, patch_size=2)
+    layer(images(height=4, width=4, channels=3))
+    built_for_3 = "built for 3 input channels"
+    # Built for 3 channels: another count is refused in call, build and
+    # compute_output_shape, naming the shape received.
+    with pytest.raises(ValueError, match=rf"{built_for_3}.*\(2, 4, 4, 5\)"):
+        layer(images(height=4, width=4, channels=5))
+    with pytest.raises(ValueError, match=rf"{built_for_3}.*\(None, 4, 4, 1\)"):
+        layer.compute_output_shape((None, 4, 4, 1))
+    with pytest.raises(ValueError, match=rf"{built_for_3}.*\(None, 8, 8, 2\)"):
+        layer.build((None, 8, 8, 2))
+    first = ReNet2D(3, data_format="channels_first")
+    first.build((None, 3, 4, 4))
+    with pytest.raises(ValueError, match=rf"{built_for_3}.*\(1, 4, 4, 4\)"):
+        first(np.zeros((1, 4, 4, 4), dtype="float32"))
+    # Rank and unknown channels: the layout of the data_format, the shape as
+    # given (not transposed).
+    with pytest.raises(
+        ValueError,
+        match=r"rank 4 \(batch, channels, height, width\).*"
+        r"channels_first.*inputs.shape=\(2, 4, 4\)",
+    ):
+        first.compute_output_shape((2, 4, 4))
+    with pytest.raises(ValueError, match=r"axis 1 .*\(None, None, 4, 4\)"):
+        ReNet2D(3, data_format="channels_first").build((None, None, 4, 4))
+    # Empty images and no channels: refused, not computed from the biases.
+    for shape in ((1, 0, 4, 3), (1, 4, 0, 3)):
+        with pytest.raises(ValueError, match="at least one pixel"):
+            ReNet2D(3, padding="same")(np.zeros(shape, dtype="float32"))
+    with pytest.raises(ValueError, match=r"positive number of channels"):
+        ReNet2D(3)(np.zeros((1, 4, 4, 0), dtype="float32"))
+
+
+@layer_checks.TF_GRAPH
+def test_empty_image_unknown_until_run_time():
+    import tensorflow as tf
+
+    layer = ReNet2D(3, patch_size=2, padding="same")
+    serve = tf.function(
+        layer.__call__,
+        input_signature=[tf.TensorSpec((None, None, None, 2))],
+    )
+    assert serve(images(height=3, width=1, channels=2)).shape == (2, 2, 1, 6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one pixel"):
+        serve(np.zeros((2, 0, 4, 2), dtype="float32"))
+
+
+def rnns(layer):
+    """The four Keras RNNs of a ReNet2D."""
+    return [
+        rnn
+        for sweep in (layer.vertical_sweep, layer.horizontal_sweep)
+        for rnn in (sweep.forward_layer, sweep.backward_layer)
+    ]
+
+
+def halved_tanh(x):
+    return 0.5 * keras.ops.tanh(x)
+
+
+class Filled(keras.initializers.Initializer):
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, shape, dtype=None):
+        return keras.ops.full(shape, self.value, dtype=dtype)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class SumOfSquares(keras.regularizers.Regularizer):
+    def __init__(self, factor):
+        self.factor = factor
+
+    def __call__(self, x):
+        return self.factor * keras.ops.sum(keras.ops.square(x))
+
+    def get_config(self):
+        return {"factor": self.factor}
+
+
+class Clip(keras.constraints.Constraint):
+    def __init__(self, bound):
+        self.bound = bound
+
+    def __call__(self, w):
+        return keras.ops.clip(w, -self.bound, self.bound)
+
+    def get_config(self):
+        return {"bound": self.bound}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_plain_functions_and_unregistered_custom_objects(cell):
+    """Taken as keras.layers.GRU takes them, by all four RNNs."""
+    options = dict(
+        activation=halved_tanh,
+        kernel_initializer=Filled(0.25),
+        recurrent_initializer=Filled(-0.125),
+        kernel_regularizer=SumOfSquares(0.5),
+        recurrent_constraint=Clip(0.1),
+    )
+    layer = ReNet2D(3, patch_size=2, cell=cell, **options)
+    assert layer.activation is halved_tanh
+    out = keras.ops.convert_to_numpy(layer(images(height=4, width=4)))
+    assert np.all(np.abs(out) < 0.5)  # the last step is 0.5 * tanh(.)
+    kernels = []
+    for rnn in rnns(layer):
+        assert rnn.cell.activation is halved_tanh
+        assert type(rnn.cell.recurrent_constraint) is Clip
+        assert rnn.cell.recurrent_constraint.bound == 0.1
+        kernel = keras.ops.convert_to_numpy(rnn.cell.kernel)
+        np.testing.assert_array_equal(kernel, np.full_like(kernel, 0.25))
+        recurrent = keras.ops.convert_to_numpy(rnn.cell.recurrent_kernel)
+        np.testing.assert_array_equal(recurrent, -0.125)
+        kernels.append(kernel)
+    expected = sum(0.5 * np.sum(np.square(k)) for k in kernels)
+    losses = [keras.ops.convert_to_numpy(loss) for loss in layer.losses]
+    np.testing.assert_allclose(sum(losses), expected, rtol=1e-6)
+    # The config holds what Keras' own GRU writes for the same objects.
+    keras_config = keras.layers.GRU(3, **options).get_config()
+    config = layer.get_config()
+    for name in options:
+        assert config[name] == keras_config[name], name
+
+
+@keras.saving.register_keras_serializable(package="test_renet2d")
+def registered_halved_tanh(x):
+    return 0.5 * keras.ops.tanh(x)
+
+
+@keras.saving.register_keras_serializable(package="test_renet2d")
+class RegisteredFilled(Filled):
+    pass
+
+
+def test_registered_custom_objects_round_trip(tmp_path):
+    layer = ReNet2D(
+        3,
+        patch_size=2,
+        activation=registered_halved_tanh,
+        bias_initializer=RegisteredFilled(0.5),
+    )
+    clone = layer_checks.assert_config_round_trip(layer)
+    assert clone.activation is registered_halved_tanh
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, layer(inputs))
+    path = os.path.join(tmp_path, "custom.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    x = images(height=4, width=4)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(x)),
+        keras.ops.convert_to_numpy(model(x)),
+    )
+    for rnn in rnns(loaded.layers[-1]):
+        assert rnn.cell.activation is registered_halved_tanh
+        assert type(rnn.cell.bias_initializer) is RegisteredFilled
+
+
+class NoConfig:
+    def __call__(self, x):
+        return x
+
+
+class ConfigLacksValue(Filled):
+    def get_config(self):
+        return {}
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (
+            {"kernel_regularizer": lambda w: 0.0},
+            "Argument `kernel_regularizer` .*lambda",
+        ),
+        ({"activation": NoConfig()}, "Argument `activation` must be .*serial"),
+        (
+            {"bias_initializer": ConfigLacksValue(1.0)},
+            "Argument `bias_initializer` must be .*rebuild",
+        ),
+    ],
+)
+def test_objects_that_cannot_be_rebuilt(kwargs, match):
+    """The RNNs are built from the config (as keras.layers.Bidirectional
+    copies its layer): what Keras cannot rebuild is named."""
+    with pytest.raises(ValueError, match=match):
+        ReNet2D(3, **kwargs)
+
+
+MAX_SEED = {"tensorflow": 2**63 - 1, "jax": 2**32 - 1, "torch": 2**31 - 1}
+
+
+def sweep_seeds(layer):
+    return [rnn.get_config()["seed"] for rnn in rnns(layer)]
+
+
+def test_seeds_of_the_sweeps():
+    # The horizontal sweep takes seed + 1 (unchanged: reproducibility).
+    assert sweep_seeds(ReNet2D(3, seed=3)) == [3, 3, 4, 4]
+    assert sweep_seeds(ReNet2D(3)) == [None] * 4
+    # The largest seed the backend holds: the next one wraps round to 0
+    # (it overflowed).
+    largest = MAX_SEED[layer_checks.BACKEND]
+    layer = ReNet2D(3, dropout=0.5, seed=largest)
+    assert sweep_seeds(layer) == [largest, largest, 0, 0]
+    out = keras.ops.convert_to_numpy(layer(images(), training=True))
+    assert np.all(np.isfinite(out))
+    with pytest.raises(ValueError, match=rf"seed={largest + 1}"):
+        ReNet2D(3, seed=largest + 1)
 
 
 # ---------------------------------------------------------------- example
