@@ -189,11 +189,14 @@ class GatedFeedbackCell(keras.layers.Layer):
     `use_bias=True`.
 
     This cell works on its own inside `keras.layers.RNN` and gives the same
-    numbers as `GatedFeedbackRNN`, which runs a fused version of it (one
-    input projection for all time steps; every term that reads `h^i_{t-1}`
-    from one matmul per layer i at each step). Used on its own, the cell
-    draws its dropout masks at every step; `GatedFeedbackRNN` draws one mask
-    per sequence, as `keras.layers.LSTM` does. Masking, on its own: Keras'
+    numbers as `GatedFeedbackRNN`, whose `inner_loop` prepares what every
+    step shares once per call (`fused_weights`, `dropout_masks` and layer
+    1's `project_inputs` for all time steps) and then runs Keras' loop with
+    only `step` left in the cell's `call` (docs/design.md). A step reads
+    `h*_{t-1}` with one matmul per layer i. Used on its own, the cell draws
+    its dropout masks at every step; `GatedFeedbackRNN` draws one set per
+    call with `dropout_masks(batch_size, training)`, as
+    `keras.layers.LSTM` draws one mask per sequence. Masking, on its own: Keras'
     loop keeps every state at a masked step, and on the TensorFlow and torch
     backends repeats the previous output; Keras' JAX loop instead outputs
     the cell's first state, `h^1`, which is the output only for a single
@@ -202,8 +205,10 @@ class GatedFeedbackCell(keras.layers.Layer):
 
     Args:
         units: Positive integer (the size of every layer, with `num_layers`)
-            or a list of positive integers, one size per layer.
-        num_layers: Number of stacked layers when `units` is an integer.
+            or a list of 1 to `MAX_LAYERS` (64) positive integers, one size
+            per layer.
+        num_layers: Number of stacked layers when `units` is an integer, at
+            most `MAX_LAYERS` (64; the global gates grow with its square).
             Defaults to `None`: 1 for an integer `units`, `len(units)` for a
             list.
         unit_type: `"tanh"`, `"gru"` or `"lstm"`. Defaults to `"lstm"`.
@@ -238,7 +243,8 @@ class GatedFeedbackCell(keras.layers.Layer):
             `h^{j-1}_t` to drop. Defaults to 0.
         recurrent_dropout: Float in [0, 1): fraction of `h*_{t-1}` to drop
             in every recurrent read. Defaults to 0.
-        seed: Random seed for dropout.
+        seed: Random seed for dropout: `None` or an integer in
+            `[0, 2**32)` (the range every backend takes).
 
     Call arguments:
         inputs: A 2D tensor, shape `(batch, features)`.
@@ -978,22 +984,27 @@ class GatedFeedbackRNN(CellRNN):
     `recurrent_bias_{j}` (GRU) `(H_j,)`; `gate_bias_{j}` `(L,)` (see the
     cell for the block layout; docs/design.md).
 
-    The layer is fused: the first layer's input projection for every time
-    step is one matmul before the loop, and every term that reads
-    `h^i_{t-1}` (the gate terms it sends, the feedback products
-    `U^{i->j} h^i` for every j, its share of every global gate) comes from
-    one matmul per layer i at each step.
+    The layer is fused, as `keras.layers.LSTM`: its `inner_loop` prepares
+    once per call the weights in the loop's layouts, one set of dropout
+    masks (`layer.cell.dropout_masks`) and the first layer's input
+    projection for every time step (one matmul), then runs Keras' own loop;
+    at each step every term that reads `h^i_{t-1}` (the gate terms it
+    sends, the feedback products `U^{i->j} h^i` for every j, its share of
+    every global gate) comes from one matmul per layer i (docs/design.md).
 
     Masking: at a masked time step every layer's state (h and c) is carried
     over unchanged and the output repeats the previous output, as in
-    `keras.layers.LSTM`.
+    `keras.layers.LSTM`: what the inputs hold there (NaN or
+    inf padding included) reaches neither the outputs nor the gradients.
 
     Args:
         units: Positive integer (size of each layer, with `num_layers`) or a
-            list of per-layer sizes.
-        num_layers: Number of layers for an integer `units`. Defaults to
-            `None`: 1 for an integer `units`, `len(units)` for a list. The
-            paper uses 3.
+            list of per-layer sizes (at most `MAX_LAYERS`).
+        num_layers: Number of layers for an integer `units`, at most
+            `keras_gfrnn.gated_feedback_rnn.MAX_LAYERS` (64): the L*L global
+            gates make the weights and the work of a step grow with L**2.
+            Defaults to `None`: 1 for an integer `units`, `len(units)` for a
+            list. The paper uses 3.
         unit_type: `"tanh"`, `"gru"` or `"lstm"` (default).
         feedback: `True` (default): gated feedback; `False`: plain stack.
         gate_inputs: `"all_layers"` (default): with feedback, every
@@ -1020,7 +1031,8 @@ class GatedFeedbackRNN(CellRNN):
             per sequence. Default 0.
         recurrent_dropout: Float in [0, 1): dropout on `h*_{t-1}` in every
             recurrent read, one mask per sequence. Default 0.
-        seed: Random seed for dropout.
+        seed: Random seed for dropout: `None` or an integer in
+            `[0, 2**32)` (the range every backend takes).
         return_sequences: Return the whole output sequence. Default `False`.
         return_state: Also return the final states. Default `False`.
         go_backwards: Process the sequence backwards. Default `False`.
@@ -1233,6 +1245,14 @@ class GatedFeedbackRNN(CellRNN):
         )
         if input_masks[0] is not None:
             sequences = sequences * ops.expand_dims(input_masks[0], 1)
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        if mask is not None:
+            # The loop discards what a masked step computes, but not its
+            # gradient: padding that holds NaN or inf would make every
+            # gradient NaN (0 * NaN). Masked steps read zeros instead.
+            keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
+            sequences = ops.where(keep, sequences, ops.zeros_like(sequences))
         projected = cell.project_inputs(sequences, weights)
         step = cell.step
         if self.uses_xla:

@@ -695,6 +695,30 @@ def test_post_padded_batch_equals_unpadded(
         np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_nan_padding_reaches_neither_outputs_nor_gradients(unit_type):
+    """Masked steps may hold anything: NaN padding gives the outputs and
+    the (finite) gradients of zero padding."""
+    x = make_inputs()
+    mask = np.ones(x.shape[:2], bool)
+    mask[0, 3:] = False
+    mask[2, :2] = False
+    layer = GatedFeedbackRNN([4, 3], unit_type=unit_type, return_sequences=True)
+    layer.build(x.shape)
+    randomize(layer)
+    results = []
+    for padding in (0.0, np.nan, np.inf):
+        padded = np.where(mask[..., None], x, padding).astype("float32")
+        out = run_layer(layer, padded, mask=mask)
+        grads = layer_checks.gradients(layer, keras.ops.sum, padded, mask=mask)
+        assert all(np.isfinite(g).all() for g in grads)
+        results.append((out, grads))
+    for out, grads in results[1:]:
+        np.testing.assert_array_equal(out, results[0][0])
+        for g, g0 in zip(grads, results[0][1]):
+            np.testing.assert_array_equal(g, g0)
+
+
 def test_masking_layer_and_embedding():
     tokens = np.array([[3, 5, 2, 0, 0], [1, 4, 4, 2, 7]])
     embedding = keras.layers.Embedding(8, 6, mask_zero=True)
