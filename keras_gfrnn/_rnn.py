@@ -96,6 +96,12 @@ def check_initial_state(layer, initial_state):
             f"{len(states)} tensor(s)"
         )
     for k, (state, size) in enumerate(zip(states, expected)):
+        if not hasattr(state, "shape"):
+            raise ValueError(
+                f"{type(layer).__name__} expects initial_state as a list of "
+                f"arrays or tensors of shape (batch, size), sizes {expected}. "
+                f"Received: initial_state[{k}] of type {type(state).__name__}"
+            )
         shape = tuple(state.shape)
         if len(shape) != 2 or (shape[-1] is not None and shape[-1] != size):
             raise ValueError(
@@ -143,15 +149,3 @@ def xla_compiled(owner, name, fn):
         compiled = tf.function(fn, jit_compile=True, autograph=False)
         object.__setattr__(owner, name, compiled)
     return compiled
-
-
-def tensors(structure):
-    """`structure` (dicts, lists, None) with Keras Variables read as tensors:
-    a compiled function takes tensors, not Variables."""
-    if isinstance(structure, dict):
-        return {k: tensors(v) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return [tensors(v) for v in structure]
-    if isinstance(structure, keras.Variable):
-        return structure.value
-    return structure

@@ -1,10 +1,13 @@
 """Gated Feedback RNN (Chung, Gulcehre, Cho and Bengio, ICML 2015)."""
 
+import collections
+import itertools
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
 
-from keras_gfrnn import _fused
 from keras_gfrnn import _rnn
 from keras_gfrnn._config import resolve_weight_options
 from keras_gfrnn._config import serialize_weight_options
@@ -26,14 +29,24 @@ KERAS_LAYERS = {
 _OUTPUT_MODES = ("top", "concat")
 _GATE_INPUTS = ("all_layers", "own_layer")
 
+# The most layers one GatedFeedbackRNN stacks. Every layer has a global
+# reset gate from every layer (L*L gates, and `gate_recurrent_kernel_{j}`
+# of shape (sum(units), L) for each of the L layers), so the weights and
+# the work of one step grow with L**2 to L**3; the paper uses 3 layers.
+MAX_LAYERS = 64
+
 
 def _layer_sizes(units, num_layers):
     if isinstance(units, (list, tuple)):
         sizes = tuple(units)
-        if not sizes:
+        if not 0 < len(sizes) <= MAX_LAYERS:
+            shown = units if sizes else "[]"
+            if len(sizes) > MAX_LAYERS:
+                shown = f"a list of {len(sizes)} sizes"
             raise ValueError(
-                "Argument `units` must be a positive integer or a non-empty "
-                f"list of positive integers. Received: units={units}"
+                "Argument `units` must be a positive integer or a list of 1 "
+                f"to MAX_LAYERS={MAX_LAYERS} positive integers. Received: "
+                f"units={shown}"
             )
         for size in sizes:
             check_positive_int("units", size, shown=units)
@@ -48,7 +61,53 @@ def _layer_sizes(units, num_layers):
     if num_layers is None:
         num_layers = 1
     check_positive_int("num_layers", num_layers)
+    if num_layers > MAX_LAYERS:
+        raise ValueError(
+            f"Argument `num_layers` must be at most MAX_LAYERS={MAX_LAYERS}. "
+            f"Received: num_layers={num_layers}"
+        )
     return (int(units),) * int(num_layers)
+
+
+# The weights in the layouts of the loop (see
+# `GatedFeedbackCell.fused_weights`): lists of tensors, one per layer.
+FusedWeights = collections.namedtuple(
+    "FusedWeights",
+    ["input_kernels", "input_biases", "recurrent_kernels", "recurrent_biases"],
+)
+# What layer j reads from h*_{t-1} at one step (see
+# `GatedFeedbackCell._recurrent_reads`).
+_RecurrentRead = collections.namedtuple(
+    "_RecurrentRead", ["gate_terms", "candidate_terms", "global_gate_logits"]
+)
+
+
+def _tensor(value):
+    """A Keras Variable read as a tensor (what a compiled function takes)."""
+    return value.value if isinstance(value, keras.Variable) else value
+
+
+def _split_gates(tensor, width):
+    """(the first `width` columns or None when 0, the other columns)."""
+    if not width:
+        return None, tensor
+    gates, rest = ops.split(tensor, [width], axis=-1)
+    return gates, rest
+
+
+def _check_seed(seed):
+    # Keras' seeds are uint32 on JAX: a seed outside [0, 2**32) works on
+    # one backend and fails late on another.
+    if seed is not None and (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Integral)
+        or not 0 <= seed < 2**32
+    ):
+        raise ValueError(
+            "Argument `seed` must be None or an integer in [0, 2**32). "
+            f"Received: seed={seed!r}"
+        )
+    return None if seed is None else int(seed)
 
 
 @keras.saving.register_keras_serializable(package="keras_gfrnn")
@@ -130,11 +189,14 @@ class GatedFeedbackCell(keras.layers.Layer):
     `use_bias=True`.
 
     This cell works on its own inside `keras.layers.RNN` and gives the same
-    numbers as `GatedFeedbackRNN`, which runs a fused version of it (one
-    input projection for all time steps; every term that reads `h^i_{t-1}`
-    from one matmul per layer i at each step). Used on its own, the cell
-    draws its dropout masks at every step; `GatedFeedbackRNN` draws one mask
-    per sequence, as `keras.layers.LSTM` does. Masking, on its own: Keras'
+    numbers as `GatedFeedbackRNN`, whose `inner_loop` prepares what every
+    step shares once per call (`fused_weights`, `dropout_masks` and layer
+    1's `project_inputs` for all time steps) and then runs Keras' loop with
+    only `step` left in the cell's `call` (docs/design.md). A step reads
+    `h*_{t-1}` with one matmul per layer i. Used on its own, the cell draws
+    its dropout masks at every step; `GatedFeedbackRNN` draws one set per
+    call with `dropout_masks(batch_size, training)`, as
+    `keras.layers.LSTM` draws one mask per sequence. Masking, on its own: Keras'
     loop keeps every state at a masked step, and on the TensorFlow and torch
     backends repeats the previous output; Keras' JAX loop instead outputs
     the cell's first state, `h^1`, which is the output only for a single
@@ -143,8 +205,10 @@ class GatedFeedbackCell(keras.layers.Layer):
 
     Args:
         units: Positive integer (the size of every layer, with `num_layers`)
-            or a list of positive integers, one size per layer.
-        num_layers: Number of stacked layers when `units` is an integer.
+            or a list of 1 to `MAX_LAYERS` (64) positive integers, one size
+            per layer.
+        num_layers: Number of stacked layers when `units` is an integer, at
+            most `MAX_LAYERS` (64; the global gates grow with its square).
             Defaults to `None`: 1 for an integer `units`, `len(units)` for a
             list.
         unit_type: `"tanh"`, `"gru"` or `"lstm"`. Defaults to `"lstm"`.
@@ -179,7 +243,8 @@ class GatedFeedbackCell(keras.layers.Layer):
             `h^{j-1}_t` to drop. Defaults to 0.
         recurrent_dropout: Float in [0, 1): fraction of `h*_{t-1}` to drop
             in every recurrent read. Defaults to 0.
-        seed: Random seed for dropout.
+        seed: Random seed for dropout: `None` or an integer in
+            `[0, 2**32)` (the range every backend takes).
 
     Call arguments:
         inputs: A 2D tensor, shape `(batch, features)`.
@@ -253,8 +318,8 @@ class GatedFeedbackCell(keras.layers.Layer):
         self.recurrent_dropout = check_rate(
             "recurrent_dropout", recurrent_dropout
         )
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self.seed = _check_seed(seed)
+        self.seed_generator = keras.random.SeedGenerator(seed=self.seed)
 
         sizes = self.layer_units
         self._num_blocks = NUM_BLOCKS[self.unit_type]
@@ -270,18 +335,15 @@ class GatedFeedbackCell(keras.layers.Layer):
         # `fused_weights`): the gate terms it sends (to every layer, or to
         # its own), then U^{i->j} h^i for every j, then the gate logits.
         self._read_splits = []
-        for units in sizes:
+        for i in range(self.num_layers):
             if self._gates_read_all:
-                widths = [(self._num_blocks - 1) * n for n in sizes]
-            elif self._num_blocks > 1:
-                widths = [(self._num_blocks - 1) * units]
+                widths = [self._gate_width(j) for j in range(self.num_layers)]
             else:
-                widths = []
+                widths = [self._gate_width(i)] if self._num_blocks > 1 else []
             widths += list(sizes)
-            self._read_splits.append(
-                [sum(widths[: k + 1]) for k in range(len(widths))]
-            )
-        self._fused_context = None
+            self._read_splits.append(list(itertools.accumulate(widths)))
+        # Set by `GatedFeedbackRNN.inner_loop` while its loop runs.
+        self._loop_step = None
         self.state_size = list(sizes) * (2 if self.unit_type == "lstm" else 1)
         self.output_size = (
             sizes[-1] if self.output_mode == "top" else sum(sizes)
@@ -412,7 +474,8 @@ class GatedFeedbackCell(keras.layers.Layer):
         )
 
     def fused_weights(self):
-        """The weights in the layouts the loop uses, as a `FusedContext`:
+        """The weights in the layouts the loop uses, as a `FusedWeights`
+        named tuple of tensors (docs/design.md):
 
         - `input_kernels[j]`: `(d_j, G*H_j [+ L])` with columns
           `[gates | candidate | global gate logits w_g^{.->j}]`,
@@ -438,12 +501,12 @@ class GatedFeedbackCell(keras.layers.Layer):
             kernel = self._to_step_order(self.kernels[j], units)
             if self.feedback:
                 kernel = ops.concatenate([kernel, self.gate_kernels[j]], axis=1)
-            input_kernels.append(kernel)
+            input_kernels.append(_tensor(kernel))
             if self.use_bias:
                 bias = self._to_step_order(self.biases[j], units)
                 if self.feedback:
                     bias = ops.concatenate([bias, self.gate_biases[j]])
-                input_biases.append(bias)
+                input_biases.append(_tensor(bias))
             else:
                 input_biases.append(None)
             rows = slice(offsets[j], offsets[j] + units)
@@ -459,16 +522,18 @@ class GatedFeedbackCell(keras.layers.Layer):
             else:
                 parts.append(self.feedback_kernels[j])
             recurrent.append(ops.concatenate(parts, axis=1))
-        recurrent_biases = list(self.recurrent_biases) or [None] * len(sizes)
-        return _fused.FusedContext(
+        recurrent_biases = [_tensor(b) for b in self.recurrent_biases]
+        return FusedWeights(
             input_kernels=input_kernels,
             input_biases=input_biases,
             recurrent_kernels=recurrent,
-            recurrent_biases=recurrent_biases,
+            recurrent_biases=recurrent_biases or [None] * len(sizes),
         )
 
     def project_inputs(self, inputs, weights, layer=0):
-        """Input projection of `layer` (0-based) for any leading shape."""
+        """Input projection of `layer` (0-based) for any leading shape:
+        `W^j h^{j-1} + b^j`, with the global gate logits' input terms
+        `w_g^{.->j} h^{j-1} + b_g^{.->j}` last (see `fused_weights`)."""
         out = ops.matmul(inputs, weights.input_kernels[layer])
         if weights.input_biases[layer] is not None:
             out = out + weights.input_biases[layer]
@@ -480,7 +545,12 @@ class GatedFeedbackCell(keras.layers.Layer):
 
         Returns `(input_masks, recurrent_masks)`: `input_masks[j]` multiplies
         layer j's input, `recurrent_masks[i]` multiplies `h^i_{t-1}` in every
-        recurrent read. `None` where inactive.
+        recurrent read; `None` where inactive (`recurrent_masks` is `None`
+        as a whole without recurrent dropout). Each mask holds 0 and
+        `1 / (1 - rate)`, drawn from `seed_generator` in that order (the
+        input masks, bottom layer first, then the recurrent ones), so two
+        cells with one `seed` draw the same masks. `GatedFeedbackRNN`
+        calls it once per call, with `batch_size` the batch of its inputs.
         """
         sizes = self.layer_units
         input_masks = [None] * self.num_layers
@@ -509,149 +579,170 @@ class GatedFeedbackCell(keras.layers.Layer):
     def call(self, inputs, states, training=False):
         # With stateful=True Keras passes its state Variables on the first
         # step; a no-op for tensors.
-        states = [
-            s.value if isinstance(s, keras.Variable) else s for s in states
-        ]
-        context = self._fused_context
-        if context is not None and context.carries_output:
-            # The loop carries the previous output as an extra first state
-            # (see `GatedFeedbackRNN.inner_loop`).
-            output, new_states = self._fused_step(inputs, states[1:], context)
-            return output, [output] + list(new_states)
-        if context is None:
-            # Reference path: everything happens inside the step.
-            weights = self.fused_weights()
-            input_masks, recurrent_masks = self.dropout_masks(
-                ops.shape(inputs)[0], training
-            )
-            if input_masks[0] is not None:
-                inputs = inputs * input_masks[0]
-            projected = self.project_inputs(inputs, weights)
-            return self.step(
-                projected, states, weights, input_masks, recurrent_masks
-            )
-        return self._fused_step(inputs, states, context)
-
-    def _fused_step(self, projected, states, context):
-        if context.step is not None:
-            return context.step(
-                projected,
-                states,
-                _rnn.tensors(vars(context.weights)),
-                context.input_masks,
-                context.recurrent_masks,
-            )
+        states = [_tensor(s) for s in states]
+        if self._loop_step is not None:
+            # Inside `GatedFeedbackRNN.inner_loop`, which prepared the
+            # weights, the masks and layer 1's projected input (`inputs`).
+            return self._loop_step(inputs, states)
+        # On its own: everything happens inside the step.
+        weights = self.fused_weights()
+        input_masks, recurrent_masks = self.dropout_masks(
+            ops.shape(inputs)[0], training
+        )
+        if input_masks[0] is not None:
+            inputs = inputs * input_masks[0]
+        projected = self.project_inputs(inputs, weights)
         return self.step(
-            projected,
-            states,
-            context.weights,
-            context.input_masks,
-            context.recurrent_masks,
+            projected, states, weights, input_masks, recurrent_masks
         )
 
     def step(self, projected, states, weights, input_masks, recurrent_masks):
-        """One step given layer 1's projected input; see `fused_weights`.
+        """One step of the stack given layer 1's projected input.
 
-        Every product with `h*_{t-1}` comes first, from one matmul per
-        source layer i (none of them waits for the current step); layer j
-        then only adds up its gate terms and weighs the products
-        `U^{i->j} h^i` with its global reset gates.
+        `projected` is `project_inputs(x_t)`, `weights` a `FusedWeights`,
+        the masks those of `dropout_masks`. Returns `(output, new_states)`.
         """
-        sizes = self.layer_units
         layers = self.num_layers
-        if isinstance(weights, dict):  # from the XLA-compiled step
-            weights = _fused.FusedContext(**weights)
-        hidden = states[:layers]
-        cells = states[layers:]
-        reads = hidden
-        if recurrent_masks is not None:
-            reads = [h * m for h, m in zip(hidden, recurrent_masks)]
-        own = [
-            ops.matmul(h, k) for h, k in zip(reads, weights.recurrent_kernels)
-        ]
-        if self.feedback:
-            # own[i] -> [gate terms | U^{i->j} h^i for every j | gate
-            # logits]. gate_terms[j]: the recurrent terms of layer j's gates;
-            # products[j][i] = U^{i->j} h^i.
-            gate_terms = [[] for _ in sizes]
-            products = [[] for _ in sizes]
-            gate_reads = None
-            for i in range(layers):
-                pieces = ops.split(own[i], self._read_splits[i], axis=-1)
-                if self._gates_read_all:
-                    for j in range(layers):
-                        gate_terms[j].append(pieces[j])
-                    pieces = pieces[layers:]
-                elif self._num_blocks > 1:
-                    gate_terms[i].append(pieces[0])
-                    pieces = pieces[1:]
-                for j in range(layers):
-                    products[j].append(pieces[j])
-                logits = pieces[-1]
-                gate_reads = (
-                    logits if gate_reads is None else gate_reads + logits
-                )
-            gate_reads = ops.split(gate_reads, layers, axis=-1)
-
+        hidden, cells = states[:layers], states[layers:]
+        reads = self._recurrent_reads(hidden, weights, recurrent_masks)
         new_hidden, new_cells = [], []
-        below = None
-        for j, units in enumerate(sizes):
+        for j, read in enumerate(reads):
             if j == 0:
-                x = projected
+                inputs = projected
             else:
+                below = new_hidden[-1]
                 if input_masks[j] is not None:
                     below = below * input_masks[j]
-                x = self.project_inputs(below, weights, layer=j)
-            ng = (self._num_blocks - 1) * units
-            if self.feedback:
-                x_own, x_cand, x_gate = ops.split(x, [ng, ng + units], -1)
-                g = self.recurrent_activation(x_gate + gate_reads[j])
-                g = ops.split(g, layers, axis=-1) if layers > 1 else [g]
-                fb = g[0] * products[j][0]
-                for i in range(1, layers):
-                    fb = fb + g[i] * products[j][i]
-                pre_gates = None
-                if ng:
-                    pre_gates = x_own
-                    for term in gate_terms[j]:
-                        pre_gates = pre_gates + term
-            elif self.unit_type == "gru":
-                x_own, x_cand = ops.split(x, [ng], axis=-1)
-                own_gates, fb = ops.split(own[j], [ng], axis=-1)
-                pre_gates = x_own + own_gates
-            else:
-                # LSTM / tanh: [gates | candidate] of x and of the recurrent
-                # read line up, so add once and split.
-                z = x + own[j]
-                if ng:
-                    pre_gates, x_cand = ops.split(z, [ng], axis=-1)
-                else:
-                    x_cand = z
-                fb = None
-            if self.unit_type == "tanh":
-                h = self.activation(x_cand if fb is None else x_cand + fb)
-            elif self.unit_type == "gru":
-                if weights.recurrent_biases[j] is not None:
-                    fb = fb + weights.recurrent_biases[j]
-                zg, r = ops.split(self.recurrent_activation(pre_gates), 2, -1)
-                cand = self.activation(x_cand + r * fb)
-                h = zg * hidden[j] + (1.0 - zg) * cand
-            else:
-                cand = x_cand if fb is None else x_cand + fb
-                i_g, f_g, o_g = ops.split(
-                    self.recurrent_activation(pre_gates), 3, axis=-1
-                )
-                c = f_g * cells[j] + i_g * self.activation(cand)
-                h = o_g * self.activation(c)
-                new_cells.append(c)
+                inputs = self.project_inputs(below, weights, layer=j)
+            gates, candidate, feedback = self._pre_activations(j, inputs, read)
+            h, c = self._unit_update(
+                gates,
+                candidate,
+                feedback,
+                weights.recurrent_biases[j],
+                hidden[j],
+                cells[j] if cells else None,
+            )
             new_hidden.append(h)
-            below = h
-
+            if c is not None:
+                new_cells.append(c)
         if self.output_mode == "top":
             output = new_hidden[-1]
         else:
             output = ops.concatenate(new_hidden, axis=-1)
         return output, new_hidden + new_cells
+
+    def _recurrent_reads(self, hidden, weights, recurrent_masks):
+        # Everything that reads h*_{t-1}, from one matmul per source layer
+        # i of ĥ^i = h^i_{t-1} * (its recurrent dropout mask). For every
+        # layer j, with feedback, a `_RecurrentRead`:
+        #   gate_terms:         U_.^{i->j} ĥ^i for i = 1..L ("all_layers")
+        #                       or U_.^{j->j} ĥ^j ("own_layer")
+        #   candidate_terms:    U^{i->j} ĥ^i for i = 1..L
+        #   global_gate_logits: sum_{i=1..L} u_g^{i->j} . ĥ^i (column i
+        #                       feeds g^{i->j})
+        # Without feedback, layer j's own [U_.^{j->j} ĥ^j | U^{j->j} ĥ^j].
+        if recurrent_masks is not None:
+            hidden = [h * m for h, m in zip(hidden, recurrent_masks)]
+        products = [
+            ops.matmul(h, k) for h, k in zip(hidden, weights.recurrent_kernels)
+        ]
+        if not self.feedback:
+            return products
+        layers = range(self.num_layers)
+        gate_terms = [[] for _ in layers]
+        candidate_terms = [[] for _ in layers]
+        logits = None
+        for i in layers:
+            # products[i] = [gate terms | U^{i->1} ĥ^i ... U^{i->L} ĥ^i |
+            # u_g^{i->1} . ĥ^i ... u_g^{i->L} . ĥ^i] (see `fused_weights`)
+            pieces = ops.split(products[i], self._read_splits[i], axis=-1)
+            if self._gates_read_all:
+                for j in layers:
+                    gate_terms[j].append(pieces[j])
+                pieces = pieces[self.num_layers :]
+            elif self._num_blocks > 1:
+                gate_terms[i].append(pieces[0])
+                pieces = pieces[1:]
+            for j in layers:
+                candidate_terms[j].append(pieces[j])
+            logits = pieces[-1] if logits is None else logits + pieces[-1]
+        logits = ops.split(logits, self.num_layers, axis=-1)
+        return [
+            _RecurrentRead(gate_terms[j], candidate_terms[j], logits[j])
+            for j in layers
+        ]
+
+    def _pre_activations(self, j, inputs, read):
+        # For layer j, given `inputs` = project_inputs(h^{j-1}_t) and its
+        # `read` of h*_{t-1} (see `_recurrent_reads`):
+        #   g^{i->j}_t = sigmoid(w_g^{i->j} h^{j-1}_t + u_g^{i->j} h*_{t-1}
+        #                        + b_g^{i->j})
+        #   F^j_t = sum_{i=1..L} g^{i->j}_t * (U^{i->j} h^i_{t-1})
+        #           (feedback=False: U^{j->j} h^j_{t-1})
+        #   gates = W_. h^{j-1}_t + b_. + R^j_.   (LSTM i, f, o; GRU z, r)
+        # Returns (gates or None for tanh, candidate = W_c h^{j-1}_t + b_c,
+        # F^j_t), or F^j_t = None where it is already in the candidate.
+        width = self._gate_width(j)
+        if not self.feedback:
+            if self.unit_type == "gru":  # r multiplies F^j_t alone
+                gates, candidate = _split_gates(inputs, width)
+                gate_read, feedback = _split_gates(read, width)
+                return gates + gate_read, candidate, feedback
+            # The columns of x and of the read line up: add once and split.
+            gates, candidate = _split_gates(inputs + read, width)
+            return gates, candidate, None
+        gates, candidate, logits = ops.split(
+            inputs, [width, width + self.layer_units[j]], axis=-1
+        )
+        global_gates = self.recurrent_activation(
+            logits + read.global_gate_logits
+        )
+        if self.num_layers > 1:
+            global_gates = ops.split(global_gates, self.num_layers, axis=-1)
+        else:
+            global_gates = [global_gates]
+        terms = zip(global_gates, read.candidate_terms)
+        g, term = next(terms)
+        feedback = g * term
+        for g, term in terms:
+            feedback = feedback + g * term
+        if not width:
+            return None, candidate, feedback
+        for term in read.gate_terms:
+            gates = gates + term
+        return gates, candidate, feedback
+
+    def _unit_update(self, gates, candidate, feedback, b_rh, h_prev, c_prev):
+        # With F^j_t = `feedback` (None: already in `candidate`):
+        # tanh: h^j_t = tanh(W h^{j-1}_t + b + F^j_t)
+        # gru:  z, r = sigmoid(gates)
+        #       h^j_t = z * h^j_{t-1}
+        #               + (1 - z) * tanh(W_h h^{j-1}_t + b_h
+        #                                + r * (F^j_t + b_rh))
+        # lstm: i, f, o = sigmoid(gates)
+        #       c^j_t = f * c^j_{t-1} + i * tanh(W_c h^{j-1}_t + b_c + F^j_t)
+        #       h^j_t = o * tanh(c^j_t)
+        # Returns (h^j_t, c^j_t or None).
+        if self.unit_type == "gru":
+            if b_rh is not None:
+                feedback = feedback + b_rh
+            update, reset = ops.split(self.recurrent_activation(gates), 2, -1)
+            proposal = self.activation(candidate + reset * feedback)
+            return update * h_prev + (1.0 - update) * proposal, None
+        if feedback is not None:
+            candidate = candidate + feedback
+        if self.unit_type == "tanh":
+            return self.activation(candidate), None
+        input_gate, forget_gate, output_gate = ops.split(
+            self.recurrent_activation(gates), 3, axis=-1
+        )
+        c = forget_gate * c_prev + input_gate * self.activation(candidate)
+        return output_gate * self.activation(c), c
+
+    def _gate_width(self, j):
+        """Columns of layer j's gates (LSTM i, f, o; GRU z, r): 0 for tanh."""
+        return (self._num_blocks - 1) * self.layer_units[j]
 
     def get_initial_state(self, batch_size=None):
         return [
@@ -893,22 +984,27 @@ class GatedFeedbackRNN(CellRNN):
     `recurrent_bias_{j}` (GRU) `(H_j,)`; `gate_bias_{j}` `(L,)` (see the
     cell for the block layout; docs/design.md).
 
-    The layer is fused: the first layer's input projection for every time
-    step is one matmul before the loop, and every term that reads
-    `h^i_{t-1}` (the gate terms it sends, the feedback products
-    `U^{i->j} h^i` for every j, its share of every global gate) comes from
-    one matmul per layer i at each step.
+    The layer is fused, as `keras.layers.LSTM`: its `inner_loop` prepares
+    once per call the weights in the loop's layouts, one set of dropout
+    masks (`layer.cell.dropout_masks`) and the first layer's input
+    projection for every time step (one matmul), then runs Keras' own loop;
+    at each step every term that reads `h^i_{t-1}` (the gate terms it
+    sends, the feedback products `U^{i->j} h^i` for every j, its share of
+    every global gate) comes from one matmul per layer i (docs/design.md).
 
     Masking: at a masked time step every layer's state (h and c) is carried
     over unchanged and the output repeats the previous output, as in
-    `keras.layers.LSTM`.
+    `keras.layers.LSTM`: what the inputs hold there (NaN or
+    inf padding included) reaches neither the outputs nor the gradients.
 
     Args:
         units: Positive integer (size of each layer, with `num_layers`) or a
-            list of per-layer sizes.
-        num_layers: Number of layers for an integer `units`. Defaults to
-            `None`: 1 for an integer `units`, `len(units)` for a list. The
-            paper uses 3.
+            list of per-layer sizes (at most `MAX_LAYERS`).
+        num_layers: Number of layers for an integer `units`, at most
+            `keras_gfrnn.gated_feedback_rnn.MAX_LAYERS` (64): the L*L global
+            gates make the weights and the work of a step grow with L**2.
+            Defaults to `None`: 1 for an integer `units`, `len(units)` for a
+            list. The paper uses 3.
         unit_type: `"tanh"`, `"gru"` or `"lstm"` (default).
         feedback: `True` (default): gated feedback; `False`: plain stack.
         gate_inputs: `"all_layers"` (default): with feedback, every
@@ -935,7 +1031,8 @@ class GatedFeedbackRNN(CellRNN):
             per sequence. Default 0.
         recurrent_dropout: Float in [0, 1): dropout on `h*_{t-1}` in every
             recurrent read, one mask per sequence. Default 0.
-        seed: Random seed for dropout.
+        seed: Random seed for dropout: `None` or an integer in
+            `[0, 2**32)` (the range every backend takes).
         return_sequences: Return the whole output sequence. Default `False`.
         return_state: Also return the final states. Default `False`.
         go_backwards: Process the sequence backwards. Default `False`.
@@ -1136,6 +1233,11 @@ class GatedFeedbackRNN(CellRNN):
         return layer
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        # As keras.layers.LSTM: prepare once, then Keras' own loop. Here the
+        # weights in the loop's layouts, one set of dropout masks per call
+        # and layer 1's input projection for every time step; the cell's
+        # `call` then runs only `cell.step` (XLA-compiled on TensorFlow
+        # where `uses_xla`).
         cell = self.cell
         weights = cell.fused_weights()
         input_masks, recurrent_masks = cell.dropout_masks(
@@ -1143,9 +1245,17 @@ class GatedFeedbackRNN(CellRNN):
         )
         if input_masks[0] is not None:
             sequences = sequences * ops.expand_dims(input_masks[0], 1)
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        if mask is not None:
+            # The loop discards what a masked step computes, but not its
+            # gradient: padding that holds NaN or inf would make every
+            # gradient NaN (0 * NaN). Masked steps read zeros instead.
+            keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
+            sequences = ops.where(keep, sequences, ops.zeros_like(sequences))
         projected = cell.project_inputs(sequences, weights)
-        step = None
-        if _rnn.uses_xla(self.jit_compile):
+        step = cell.step
+        if self.uses_xla:
             step = _rnn.xla_compiled(self, "_xla_step", cell.step)
         # At a masked step Keras' loop repeats the previous output, and its
         # JAX loop takes that to be the first state. Here the first state is
@@ -1155,22 +1265,29 @@ class GatedFeedbackRNN(CellRNN):
         # TensorFlow and torch loops start), stripped from the result.
         carries_output = mask is not None
         if carries_output:
-            initial_state = list(initial_state)
             previous_output = ops.zeros(
                 (ops.shape(sequences)[0], cell.output_size),
                 dtype=initial_state[0].dtype,
             )
-            initial_state = [previous_output] + initial_state
-        context = _fused.FusedContext(
-            weights=weights,
-            input_masks=input_masks,
-            recurrent_masks=recurrent_masks,
-            step=step,
-            carries_output=carries_output,
-        )
-        last_output, outputs, states = _fused.run_fused(
-            self, context, projected, initial_state, mask, training
-        )
+            initial_state = [previous_output] + list(initial_state)
+
+        def loop_step(projected_t, states):
+            if carries_output:
+                states = states[1:]
+            output, new_states = step(
+                projected_t, states, weights, input_masks, recurrent_masks
+            )
+            if carries_output:
+                new_states = [output] + list(new_states)
+            return output, new_states
+
+        cell._loop_step = loop_step
+        try:
+            last_output, outputs, states = super().inner_loop(
+                projected, initial_state, mask, training=training
+            )
+        finally:
+            cell._loop_step = None
         if carries_output:
             states = list(states)[1:]
         return last_output, outputs, states

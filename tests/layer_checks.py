@@ -1,6 +1,7 @@
 """Checks that every layer of the package must pass (shared by the tests)."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -137,10 +138,31 @@ def assert_saved_model_exact(model, path, inputs):
         np.testing.assert_array_equal(served, expected)
 
 
-def assert_jit_matches(make_layer, x, compiled_names, atol):
+def xla_compiled_functions(layer, x):
+    """The functions that `layer`, traced by `tf.function` on `x`, calls
+    compiled with XLA (`tf.function(..., jit_compile=True)`), by Python
+    name, once per call site (nested functions included). Read from the
+    graph through TensorFlow's public graph API."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec(x.shape, x.dtype)
+    concrete = tf.function(layer).get_concrete_function(spec)
+    graph = concrete.graph.as_graph_def()
+    nodes = list(graph.node)
+    for function in graph.library.function:
+        nodes.extend(function.node_def)
+    return [
+        re.sub(r"^__inference_(.*)_\d+$", r"\1", node.attr["f"].func.name)
+        for node in nodes
+        if "_XlaMustCompile" in node.attr and node.attr["_XlaMustCompile"].b
+    ]
+
+
+def assert_jit_matches(make_layer, x, compiled_functions, atol):
     """`jit_compile=True` gives the numbers of `jit_compile=False` (outputs
     and gradients, eagerly and inside a `tf.function`) and really compiles:
-    the XLA functions named in `compiled_names` were created and traced."""
+    the jitted layer `uses_xla` and its graph calls XLA-compiled functions,
+    among them every name in `compiled_functions` (the plain one none)."""
     import tensorflow as tf
 
     results = []
@@ -156,9 +178,12 @@ def assert_jit_matches(make_layer, x, compiled_names, atol):
         graph_out = tf.function(layer)(x)
         results.append((layer, out, grads, graph_out))
     (plain, out, grads, graph_out), (jitted, jout, jgrads, jgraph) = results
-    assert not any(name in plain.__dict__ for name in compiled_names)
-    for name in compiled_names:
-        assert jitted.__dict__[name].experimental_get_tracing_count() > 0
+    assert jitted.uses_xla and not plain.uses_xla
+    assert xla_compiled_functions(plain, x) == []
+    compiled = xla_compiled_functions(jitted, x)
+    assert compiled
+    for name in compiled_functions:
+        assert name in compiled, (name, compiled)
     np.testing.assert_allclose(jout, out, atol=atol)
     np.testing.assert_allclose(jgraph, graph_out, atol=atol)
     assert len(grads) == len(jgrads) > 0

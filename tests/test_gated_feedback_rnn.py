@@ -301,34 +301,40 @@ def test_paper_table1_sizes_have_about_equal_parameters(unit_type, stacked, gf):
 
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
 @pytest.mark.parametrize("feedback", [True, False])
-def test_dropout_masks_follow_the_equations(unit_type, feedback, monkeypatch):
-    """Given the masks, training output is the reference with the inputs
-    and every read of h*_{t-1} masked (the carried state is not)."""
+def test_dropout_masks_follow_the_equations(unit_type, feedback):
+    """Training output is the reference with the inputs and every read of
+    h*_{t-1} masked (the carried state is not), with the masks that the
+    documented `cell.dropout_masks` of a twin cell (same seed) draws."""
     x = make_inputs()
     sizes = [4, 3]
-    layer = GatedFeedbackRNN(
-        sizes,
-        unit_type=unit_type,
-        feedback=feedback,
-        dropout=0.3,
-        recurrent_dropout=0.4,
-        return_sequences=True,
-        return_state=True,
-    )
-    layer.build(x.shape)
+
+    def make_layer():
+        layer = GatedFeedbackRNN(
+            sizes,
+            unit_type=unit_type,
+            feedback=feedback,
+            dropout=0.3,
+            recurrent_dropout=0.4,
+            seed=11,
+            return_sequences=True,
+            return_state=True,
+        )
+        layer.build(x.shape)
+        return layer
+
+    layer, twin = make_layer(), make_layer()
     weights = randomize(layer)
-    rng = np.random.default_rng(5)
-    input_masks = [(rng.random((3, d)) > 0.3) / 0.7 for d in (5, 4)]
-    recurrent_masks = [(rng.random((3, n)) > 0.4) / 0.6 for n in sizes]
-
-    def fixed_masks(batch_size, training):
-        assert training
-        return [
-            [keras.ops.convert_to_tensor(m, "float32") for m in masks]
-            for masks in (input_masks, recurrent_masks)
-        ]
-
-    monkeypatch.setattr(layer.cell, "dropout_masks", fixed_masks)
+    input_masks, recurrent_masks = [
+        [keras.ops.convert_to_numpy(m).astype("float64") for m in masks]
+        for masks in twin.cell.dropout_masks(3, training=True)
+    ]
+    assert [m.shape for m in input_masks] == [(3, 5), (3, 4)]
+    assert [m.shape for m in recurrent_masks] == [(3, 4), (3, 3)]
+    for masks, rate in ((input_masks, 0.3), (recurrent_masks, 0.4)):
+        values = np.concatenate([m.ravel() for m in masks])
+        np.testing.assert_allclose(
+            np.unique(values), [0.0, 1.0 / (1.0 - rate)], rtol=1e-6
+        )
     got = run_layer(layer, x, training=True)
     expected, states = numpy_gf_rnn(
         weights,
@@ -687,6 +693,30 @@ def test_post_padded_batch_equals_unpadded(
     assert len(padded) == len(unpadded) == 1 + len(layer.cell.state_size)
     for got, expected in zip(padded, unpadded):
         np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_nan_padding_reaches_neither_outputs_nor_gradients(unit_type):
+    """Masked steps may hold anything: NaN padding gives the outputs and
+    the (finite) gradients of zero padding."""
+    x = make_inputs()
+    mask = np.ones(x.shape[:2], bool)
+    mask[0, 3:] = False
+    mask[2, :2] = False
+    layer = GatedFeedbackRNN([4, 3], unit_type=unit_type, return_sequences=True)
+    layer.build(x.shape)
+    randomize(layer)
+    results = []
+    for padding in (0.0, np.nan, np.inf):
+        padded = np.where(mask[..., None], x, padding).astype("float32")
+        out = run_layer(layer, padded, mask=mask)
+        grads = layer_checks.gradients(layer, keras.ops.sum, padded, mask=mask)
+        assert all(np.isfinite(g).all() for g in grads)
+        results.append((out, grads))
+    for out, grads in results[1:]:
+        np.testing.assert_array_equal(out, results[0][0])
+        for g, g0 in zip(grads, results[0][1]):
+            np.testing.assert_array_equal(g, g0)
 
 
 def test_masking_layer_and_embedding():
@@ -1177,6 +1207,21 @@ def test_saved_model_export(tmp_path, unit_type, feedback):
         ({"units": 4, "dropout": 1.0}, "dropout=1.0"),
         ({"units": 4, "dropout": -0.1}, "dropout=-0.1"),
         ({"units": 4, "recurrent_dropout": 1.5}, "recurrent_dropout=1.5"),
+        # Unhashable values for a choice get the package's message.
+        ({"units": 4, "unit_type": ["lstm"]}, r"unit_type=\['lstm'\]"),
+        ({"units": 4, "output": ["top"]}, r"output=\['top'\]"),
+        ({"units": 4, "gate_inputs": {}}, "gate_inputs={}"),
+        # Non-numeric values.
+        ({"units": "4"}, "units='4'"),
+        ({"units": 4, "num_layers": 2.0}, "num_layers=2.0"),
+        ({"units": 4, "dropout": "0.2"}, "dropout='0.2'"),
+        ({"units": 4, "recurrent_dropout": None}, "recurrent_dropout=None"),
+        ({"units": 4, "seed": "abc"}, "seed='abc'"),
+        ({"units": 4, "seed": 2.5}, "seed=2.5"),
+        ({"units": 4, "seed": True}, "seed=True"),
+        # Seeds every backend takes (JAX's are uint32).
+        ({"units": 4, "seed": -1}, "seed=-1"),
+        ({"units": 4, "seed": 2**32}, f"seed={2**32}"),
     ],
 )
 def test_invalid_arguments(kwargs, match):
@@ -1184,6 +1229,35 @@ def test_invalid_arguments(kwargs, match):
         GatedFeedbackRNN(**kwargs)
     with pytest.raises(ValueError, match=match):
         GatedFeedbackCell(**kwargs)
+
+
+def test_seed_range_is_accepted():
+    for seed in (None, 0, 2**32 - 1, np.int64(7)):
+        layer = layer_checks.assert_config_round_trip(
+            GatedFeedbackRNN(4, seed=seed)
+        )
+        assert layer.seed == seed
+
+
+def test_number_of_layers_is_capped_before_any_work():
+    """The work and weights grow with L**2 (the global gates) to L**3: a
+    huge `num_layers` or `units` list fails at once, naming the limit."""
+    from keras_gfrnn.gated_feedback_rnn import MAX_LAYERS
+
+    assert MAX_LAYERS >= 3  # the paper's stacks
+    cell = GatedFeedbackCell(2, num_layers=MAX_LAYERS)
+    assert cell.num_layers == MAX_LAYERS
+    assert GatedFeedbackRNN([2] * MAX_LAYERS).num_layers == MAX_LAYERS
+    for layers in (MAX_LAYERS + 1, 10**4, 10**9):
+        match = f"MAX_LAYERS={MAX_LAYERS}. Received: num_layers={layers}"
+        for cls in (GatedFeedbackRNN, GatedFeedbackCell):
+            with pytest.raises(ValueError, match=match):
+                cls(4, num_layers=layers)
+    for layers in (MAX_LAYERS + 1, 10**6):
+        match = f"MAX_LAYERS={MAX_LAYERS} .*units=a list of {layers} sizes"
+        for cls in (GatedFeedbackRNN, GatedFeedbackCell):
+            with pytest.raises(ValueError, match=match):
+                cls([4] * layers)
 
 
 def test_invalid_inputs():
@@ -1205,6 +1279,21 @@ def test_invalid_inputs():
     bad[3] = np.zeros((3, 5), dtype="float32")
     with pytest.raises(ValueError, match=r"initial_state\[3\].shape=\(3, 5\)"):
         layer(x, initial_state=bad)
+
+
+@pytest.mark.parametrize("unit_type", UNIT_TYPES)
+def test_initial_state_as_python_lists(unit_type):
+    """Plain nested lists get an error that asks for arrays or tensors;
+    the same values as arrays work."""
+    x = make_inputs()
+    layer = GatedFeedbackRNN([4, 3], unit_type=unit_type)
+    layer(x)
+    states = [[[0.5] * n] * 3 for n in layer.cell.state_size]
+    match = r"arrays or tensors .* Received: initial_state\[0\] of type list"
+    with pytest.raises(ValueError, match=match):
+        layer(x, initial_state=states)
+    out = layer(x, initial_state=[np.array(s, "float32") for s in states])
+    assert tuple(out.shape) == (3, 3)
 
 
 def test_public_api():
@@ -1282,7 +1371,7 @@ def test_jit_compile_matches_uncompiled(
             jit_compile=jit,
         ),
         make_inputs(),
-        ["_xla_step"],
+        ["step"],
         atol=1e-5,
     )
 
