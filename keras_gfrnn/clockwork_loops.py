@@ -106,12 +106,17 @@ class Schedule:
         `clock_cycle` where that fits int32 (else not wrapped: exact for
         `MAX_PERIOD` steps)."""
         cycle = self.clock_cycle
+        t = ops.convert_to_tensor(t, dtype="int32")
         steps = ops.cast(steps, "int32")
         if cycle > MAX_PERIOD:
-            return t + steps
+            return ops.add(t, steps)
         steps = ops.mod(steps, cycle)
-        left = cycle - steps  # no int32 overflow: t, steps < cycle
-        return ops.where(t >= left, t - left, t + steps)
+        left = ops.subtract(cycle, steps)  # no int32 overflow: steps < cycle
+        return ops.where(
+            ops.greater_equal(t, left),
+            ops.subtract(t, left),
+            ops.add(t, steps),
+        )
 
 
 def module_kernels(recurrent_kernel, schedule):

@@ -789,7 +789,10 @@ def test_long_period_costs_what_the_sequence_costs():
     np.testing.assert_array_equal(t[:, 0], exp_t)
 
 
-@layer_checks.TF_GRAPH
+@layer_checks.tensorflow_only(
+    "reads the static shapes of a traced TensorFlow graph without running "
+    "it; the eager test above runs on every backend"
+)
 def test_long_period_graph_holds_no_period_sized_tensor():
     """Every tensor of the traced graph is bound by the sequence (checked on
     the graph, without running it: the old code asked for 4 GB here)."""
