@@ -9,6 +9,7 @@ matmul).
 
 import math
 
+from keras_gfrnn.clockwork_loops import Schedule
 from keras_gfrnn.gated_feedback_rnn import NUM_BLOCKS as GATES
 
 
@@ -59,18 +60,20 @@ def gated_feedback(
 
 def clockwork(batch, steps, input_dim, units, periods, active_only=True):
     """ClockworkRNN: the input projection of every module at every step,
-    then at step t the active modules' rows of the recurrence (each reads
-    itself and every slower module). With `active_only=False`, the full
-    `U x U` recurrence every step (the step-by-step cell)."""
-    m = units // len(periods)
+    then at step t the recurrence of the modules active at t (each reads
+    itself and every slower module), as `clockwork_loops.Schedule` says.
+    With `active_only=False`, the dense `U x U` recurrence every step (an
+    upper bound of the step-by-step cell, which computes every module at
+    every step from the modules it reads)."""
+    schedule = Schedule(periods)
+    m = units // schedule.num_modules
     total = 2 * batch * steps * input_dim * units
     if not active_only:
         return total + 2 * batch * steps * units * units
     for t in range(steps):
-        for i, p in enumerate(periods):
-            if t % p == 0:
-                senders = (len(periods) - i) * m
-                total += 2 * batch * senders * m
+        for i in schedule.active(t):
+            senders = len(schedule.reads(i)) * m
+            total += 2 * batch * senders * m
     return total
 
 

@@ -1,17 +1,25 @@
 """Clockwork RNN (Koutnik, Greff, Gomez and Schmidhuber, ICML 2014)."""
 
-import math
-
 import keras
+import numpy as np
 from keras import ops
 
 from keras_gfrnn import _rnn
+from keras_gfrnn import clockwork_loops
 from keras_gfrnn._config import resolve_weight_options
 from keras_gfrnn._config import serialize_weight_options
 from keras_gfrnn._rnn import CellRNN
+from keras_gfrnn._rnn import check_initial_state
 from keras_gfrnn._rnn import expose_cell_attributes
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
+from keras_gfrnn.clockwork_loops import MAX_PERIOD
+from keras_gfrnn.clockwork_loops import Schedule
+from keras_gfrnn.clockwork_loops import module_kernels
+from keras_gfrnn.clockwork_loops import recurrent_drive
+
+# The largest default number of modules: periods 1, 2, ..., 2**30.
+_MAX_DEFAULT_MODULES = MAX_PERIOD.bit_length()
 
 
 def _periods(units, periods, num_modules):
@@ -23,6 +31,13 @@ def _periods(units, periods, num_modules):
                 "Received: periods=None, num_modules=None"
             )
         check_positive_int("num_modules", num_modules)
+        if num_modules > min(units, _MAX_DEFAULT_MODULES):
+            raise ValueError(
+                "Argument `num_modules` must be at most `units` and at most "
+                f"{_MAX_DEFAULT_MODULES} (periods 1, 2, ..., "
+                f"2**(num_modules - 1) up to {MAX_PERIOD}). Received: "
+                f"num_modules={num_modules} with units={units}"
+            )
         periods = tuple(2**i for i in range(num_modules))
     else:
         if not isinstance(periods, (list, tuple)) or not periods:
@@ -30,8 +45,20 @@ def _periods(units, periods, num_modules):
                 "Argument `periods` must be a non-empty list of increasing "
                 f"positive integers. Received: periods={periods!r}"
             )
+        if len(periods) > units:
+            raise ValueError(
+                "Argument `periods` must have at most `units` entries (one "
+                f"module of at least one unit each). Received: "
+                f"{len(periods)} periods with units={units}"
+            )
         for p in periods:
             check_positive_int("periods", p, shown=periods)
+            if p > MAX_PERIOD:
+                raise ValueError(
+                    f"Argument `periods` must hold periods of at most "
+                    f"{MAX_PERIOD} (2**31 - 1: the step counter is int32). "
+                    f"Received: periods={periods!r}"
+                )
         if any(b <= a for a, b in zip(periods, periods[1:])):
             raise ValueError(
                 "Argument `periods` must be strictly increasing. "
@@ -67,13 +94,18 @@ class ClockworkCell(keras.layers.Layer):
 
     `M[s, r] = 1` iff the module of sending unit s is at least as slow as
     the module of receiving unit r: slow modules feed fast ones (block-lower-
-    triangular, rows send). Entries of `recurrent_kernel` outside M never
-    influence the output and receive zero gradient.
+    triangular, rows send). Each module is computed from the modules it
+    reads only (not a product with zeros), so entries of `recurrent_kernel`
+    outside M never influence the output and receive zero gradient, and a
+    NaN or inf in a fast module never reaches a slower one. The schedule
+    (activity rule, connectivity) is `clockwork_loops.Schedule(periods)`.
 
     States: `[h, t]`: h `(batch, units)` and the step counter t
-    `(batch, 1)`, kept modulo the least common multiple of the periods (which
-    is all the activity rule needs, and keeps it exact in float16 while that
-    multiple is at most 2048).
+    `(batch, 1)`, read as an integer and kept modulo the least common
+    multiple of the periods (all the activity rule needs). `ClockworkRNN`
+    keeps it exact (int32) under every dtype policy; inside a plain
+    `keras.layers.RNN` it has the compute dtype (exact in float16 up to
+    2048).
 
     Args:
         units: Positive integer divisible by the number of modules.
@@ -116,10 +148,11 @@ class ClockworkCell(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.periods = _periods(units, periods, num_modules)
+        self.schedule = Schedule(self.periods)
         self.units = int(units)
         self.num_modules = len(self.periods)
         self.module_size = self.units // self.num_modules
-        self.clock_cycle = math.lcm(*self.periods)
+        self.clock_cycle = self.schedule.clock_cycle
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         for name, value in resolve_weight_options(
@@ -173,23 +206,14 @@ class ClockworkCell(keras.layers.Layer):
     def input_dim(self):
         return self.kernel.shape[0]
 
-    def unit_periods(self):
-        """Period of every unit, shape `(units,)` (float, compute dtype)."""
-        return ops.cast(
-            ops.repeat(ops.array(self.periods), self.module_size),
-            self.compute_dtype,
-        )
-
     def connectivity(self):
         """The block mask M `(units, units)`: 1 where sender feeds receiver."""
-        module = ops.repeat(ops.arange(self.num_modules), self.module_size)
-        return ops.cast(
-            ops.expand_dims(module, 1) >= ops.expand_dims(module, 0),
-            self.compute_dtype,
-        )
-
-    def masked_recurrent_kernel(self):
-        return self.recurrent_kernel * self.connectivity()
+        m, g = self.module_size, self.num_modules
+        reads = np.zeros((g, g), dtype="float32")
+        for receiver in range(g):
+            reads[list(self.schedule.reads(receiver)), receiver] = 1.0
+        blocks = np.kron(reads, np.ones((m, m), dtype="float32"))
+        return ops.cast(blocks, self.compute_dtype)
 
     def dropout_masks(self, batch_size, input_dim, training):
         masks = [None, None]
@@ -207,21 +231,23 @@ class ClockworkCell(keras.layers.Layer):
 
     def call(self, inputs, states, training=False):
         h, t = (s.value if isinstance(s, keras.Variable) else s for s in states)
+        counter = ops.cast(t, "int32")
         input_mask, recurrent_mask = self.dropout_masks(
             ops.shape(inputs)[0], inputs.shape[-1], training
         )
         if input_mask is not None:
             inputs = inputs * input_mask
         h_read = h if recurrent_mask is None else h * recurrent_mask
-        a = ops.matmul(inputs, self.kernel) + ops.matmul(
-            h_read, self.masked_recurrent_kernel()
+        kernels = module_kernels(self.recurrent_kernel, self.schedule)
+        a = ops.matmul(inputs, self.kernel) + recurrent_drive(
+            h_read, kernels, range(self.num_modules)
         )
         if self.bias is not None:
             a = a + self.bias
         a = self.activation(a)
-        active = ops.equal(ops.mod(t, self.unit_periods()), 0)
+        active = self.schedule.active_units(counter, self.module_size)
         h_new = ops.where(active, a, h)
-        t_new = ops.mod(t + 1, self.clock_cycle)
+        t_new = ops.cast(self.schedule.advance(counter, 1), t.dtype)
         return h_new, [h_new, t_new]
 
     def get_initial_state(self, batch_size=None):
@@ -283,19 +309,23 @@ class ClockworkRNN(CellRNN):
 
     `M` lets module i read itself and slower modules (`recurrent_kernel[s,
     r]` carries sending unit s to receiving unit r, so M is block-lower-
-    triangular); entries of `recurrent_kernel` outside M never influence the
-    output and get zero gradient. The output is `h_t`; a downstream `Dense`
-    plays `W_O`.
+    triangular). Every path computes module i from the modules it reads
+    only, so entries of `recurrent_kernel` outside M never influence the
+    output and get zero gradient, and a NaN or inf in a fast module never
+    reaches a slower one. The output is `h_t`; a downstream `Dense` plays
+    `W_O`.
 
     Inactive modules cost nothing: when the clock starts at 0 (no
     `initial_state`, not `stateful`), no mask and no recurrent dropout, the
     layer projects every step's input in one matmul, then computes at each
     step only the modules active there (a static set), keeping the state
-    per module. A sequence of static length up to 1024 steps is unrolled
-    whole; a longer one, or one of unknown length, loops over blocks of
-    `clock_cycle` steps unrolled inside, and with clock cycles over 256
+    per module (`keras_gfrnn.clockwork_loops`). A sequence of static length
+    up to `MAX_UNROLLED_STEPS` = 1024 steps is unrolled whole; a longer
+    one, or one of unknown length, loops over blocks of `clock_cycle` steps
+    unrolled inside, and with clock cycles over `MAX_UNROLLED_CYCLE` = 256
     steps runs module by module from the slowest, each module scanning only
-    its own ticks with its `m x m` recurrence. Otherwise (masks, a runtime
+    its own ticks with its `m x m` recurrence (time and memory bound by the
+    sequence length, whatever the periods). Otherwise (masks, a runtime
     clock offset) it runs `ClockworkCell` step by step inside
     `keras.layers.RNN`; every path gives the same numbers.
 
@@ -303,11 +333,18 @@ class ClockworkRNN(CellRNN):
     `stateful=True` carries the clock across batches; `reset_states()`
     restarts it at 0.
 
+    The step counter is an integer under every dtype policy (int32 inside
+    the layer and in the `stateful` state; returned as float32, exact up
+    to 2**24): periods are at most `MAX_PERIOD` = 2**31 - 1, and the counter
+    wraps at `clock_cycle` where that fits int32 (else it is exact for
+    2**31 - 1 steps).
+
     Args:
         units: Positive integer divisible by the number of modules.
-        periods: Strictly increasing positive integers, one per module.
+        periods: Strictly increasing positive integers, one per module,
+            at most 2**31 - 1, at most `units` of them.
         num_modules: With `periods=None`, periods `1, 2, 4, ...,
-            2**(num_modules - 1)`.
+            2**(num_modules - 1)`; at most `units` and at most 31.
         activation: Defaults to `"tanh"`.
         use_bias: Defaults to `True`.
         kernel_initializer, recurrent_initializer, bias_initializer,
@@ -330,13 +367,15 @@ class ClockworkRNN(CellRNN):
         mask: Boolean tensor `(batch, timesteps)`.
         training: Whether dropout is active.
         initial_state: `[h, t]`: h `(batch, units)` and the step counter t
-            `(batch, 1)` (steps already processed, any non-negative integer
-            value).
+            `(batch, 1)` (steps already processed: non-negative integers up
+            to 2**31 - 1, any numeric dtype; other values raise a
+            `ValueError` where they are known when called, eagerly).
 
     Output shape:
         `(batch, units)` or `(batch, timesteps, units)`; with `return_state`
         followed by the final `h` and the final counter `t`
-        `(batch, 1)`, counted modulo `clock_cycle` = lcm(periods).
+        `(batch, 1)` (float32), counted modulo `clock_cycle` =
+        lcm(periods).
 
     Example:
 
@@ -422,30 +461,92 @@ class ClockworkRNN(CellRNN):
         # JAX train step runs op by op).
         self.supports_jit = keras.backend.backend() != "tensorflow"
 
+    def build(self, sequences_shape, initial_state_shape=None):
+        super().build(sequences_shape, initial_state_shape)
+        if self.stateful and self.states[1].dtype != "int32":
+            # keras.layers.RNN keeps float state variables, read in the
+            # compute dtype (float16: inexact past 2048): the counter gets
+            # an int32 one, untracked like the others.
+            with keras.name_scope(self.name, caller=self):
+                self.states[1] = keras.Variable(
+                    np.zeros(self.states[1].shape, dtype="int32"),
+                    trainable=False,
+                    name="rnn_state",
+                )
+
+    def __call__(self, *args, **kwargs):
+        # Keras casts float inputs to the compute dtype before `call`
+        # (float16 under mixed_float16: inexact past 2048), so the counter
+        # of an initial state goes in as int32.
+        if kwargs.get("initial_state") is not None:
+            kwargs["initial_state"] = _with_int32_counter(
+                kwargs["initial_state"]
+            )
+        return super().__call__(*args, **kwargs)
+
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        # Read in inner_loop (same trace): the fast path needs t = 0.
-        self._clock_starts_at_zero = initial_state is None and not self.stateful
+        # Read in inner_loop (same trace): the fast path needs t = 0, and
+        # the counter travels as int32 beside keras.layers.RNN's cast of
+        # every state to the compute dtype (inexact in float16).
+        counter = None
+        if initial_state is not None:
+            check_initial_state(self, initial_state)
+            counter = _checked_counter(initial_state[1])
+        elif self.stateful:
+            counter = self.states[1].value
+        if counter is not None and self.clock_cycle <= MAX_PERIOD:
+            counter = ops.mod(counter, self.clock_cycle)
+        clock = {"start": counter, "end": None}
+        object.__setattr__(self, "_clock", clock)
         try:
-            return super().call(
+            outputs = super().call(
                 sequences,
                 initial_state=initial_state,
                 mask=mask,
                 training=training,
             )
         finally:
-            self._clock_starts_at_zero = False
+            object.__setattr__(self, "_clock", None)
+        if self.stateful:
+            state = self.states[1]
+            state.assign(ops.cast(clock["end"], state.dtype))
+        if not self.return_state:
+            return outputs
+        return (*outputs[:-1], ops.cast(clock["end"], "float32"))
+
+    def compute_output_spec(self, sequences, initial_state=None, **kwargs):
+        spec = super().compute_output_spec(
+            sequences, initial_state=initial_state, **kwargs
+        )
+        if not self.return_state:
+            return spec
+        counter = keras.KerasTensor(spec[-1].shape, dtype="float32")
+        return (*spec[:-1], counter)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        clock = self.__dict__.get("_clock") or {"start": None}
+        h0, counter = initial_state
+        start = clock["start"]
+        counter = ops.cast(counter, "int32") if start is None else start
         recurrent_dropout = training and self.cell.recurrent_dropout > 0
-        if (
-            not self._clock_starts_at_zero
-            or mask is not None
-            or recurrent_dropout
-        ):
-            return super().inner_loop(sequences, initial_state, mask, training)
+        if start is not None or mask is not None or recurrent_dropout:
+            last, outputs, states = super().inner_loop(
+                sequences, [h0, counter], mask, training
+            )
+        else:
+            last, outputs, states = self._fast_loop(
+                sequences, h0, counter, training
+            )
+        clock["end"] = states[1]
+        return last, outputs, states
+
+    def _fast_loop(self, sequences, h0, counter, training):
+        """From t = 0, no mask, no recurrent dropout: every step's input
+        projected in one matmul, then a loop of `clockwork_loops` that
+        computes only the active modules."""
+        cell = self.cell
         x = ops.flip(sequences, axis=1) if self.go_backwards else sequences
         steps = ops.shape(x)[1]
-        cell = self.cell
         input_mask, _ = cell.dropout_masks(
             ops.shape(x)[0], x.shape[-1], training
         )
@@ -454,232 +555,65 @@ class ClockworkRNN(CellRNN):
         projected = ops.matmul(x, cell.kernel)  # every step, every module
         if cell.bias is not None:
             projected = projected + cell.bias
-        h0, counter = initial_state
-        static_steps = x.shape[1]
-        if static_steps is not None and static_steps <= MAX_UNROLLED_STEPS:
-            outputs = self._unrolled(projected, h0)
-        elif cell.clock_cycle <= MAX_UNROLLED_CYCLE:
-            outputs = self._by_blocks(projected, h0, steps)
-        else:
-            outputs = self._by_modules(projected, h0, steps)
-        last = outputs[:, -1]
-        counter = ops.mod(
-            counter + ops.cast(steps, counter.dtype), cell.clock_cycle
+        compile = None
+        if self.uses_xla:
+
+            def compile(name, fn):
+                return _rnn.xla_compiled(self, name, fn)
+
+        outputs = clockwork_loops.run(
+            clockwork_loops.choose_loop(cell.schedule, x.shape[1]),
+            cell.schedule,
+            cell.activation,
+            module_kernels(cell.recurrent_kernel, cell.schedule),
+            projected,
+            h0,
+            compile=compile,
         )
+        last = outputs[:, -1]
+        counter = cell.schedule.advance(counter, steps)
         return last, outputs, [last, counter]
 
-    def _unrolled(self, projected, h0):
-        """A static length, every step unrolled: at step t only the modules
-        active at t are computed (a static set), each from its own input
-        ticks and the concatenated states of the modules it reads.
 
-        The states are kept per module, so no step slices or merges the
-        full state, and no transpose or loop op is needed: the gradient is
-        as plain as the forward pass. With `jit_compile` it is one XLA
-        program.
-        """
-        cell = self.cell
-        periods = cell.periods
-        # Every active set of any unrollable length (the compiled function
-        # below is created once and traced again for other lengths).
-        index, plan_weights = self._plans(
-            min(cell.clock_cycle, MAX_UNROLLED_STEPS)
-        )
+def _with_int32_counter(initial_state):
+    if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
+        return initial_state  # check_initial_state says what is wrong
+    return [initial_state[0], _checked_counter(initial_state[1])]
 
-        def unrolled(projected, h0, plan_weights):
-            schedule = self._schedule(projected.shape[1])
-            # Each module's input at its own ticks only.
-            drive = []
-            for i, u in enumerate(ops.split(projected, len(periods), -1)):
-                ticks = u[:, :: periods[i]] if periods[i] > 1 else u
-                drive.append(ops.unstack(ticks, axis=1))
-            states = ops.split(h0, len(periods), axis=-1)
-            current = h0
-            outputs = []
-            for t, active in enumerate(schedule):
-                if active:
-                    first = active[0]
-                    weights = plan_weights[index[active]]
-                    senders = current
-                    if first > 0:  # module i reads modules i, i+1, ...
-                        senders = _concat(states[first:])
-                    inputs = _concat(
-                        [drive[i][t // periods[i]] for i in active]
-                    )
-                    a = cell.activation(inputs + ops.matmul(senders, weights))
-                    pieces = [a]
-                    if len(active) > 1:
-                        pieces = ops.split(a, len(active), axis=-1)
-                    for i, piece in zip(active, pieces):
-                        states[i] = piece
-                    current = _concat(states)
-                outputs.append(current)
-            return ops.stack(outputs, axis=1)
 
-        if _rnn.uses_xla(self.jit_compile):
-            unrolled = _rnn.xla_compiled(self, "_xla_steps", unrolled)
-        return unrolled(projected, h0, plan_weights)
-
-    def _schedule(self, steps):
-        """The modules active at each of `steps` steps from t = 0."""
-        return [
-            tuple(i for i, p in enumerate(self.cell.periods) if t % p == 0)
-            for t in range(steps)
-        ]
-
-    def _plans(self, steps):
-        """For every distinct set of active modules in the first `steps`
-        steps: its index in the weight list, and the weights it needs: the
-        masked recurrent kernel's columns of the active modules, from the
-        first active module's rows on (a module reads itself and slower
-        modules)."""
-        m = self.cell.module_size
-        w = self.cell.masked_recurrent_kernel()
-        schedule = self._schedule(steps)
-        index = {
-            a: k for k, a in enumerate(dict.fromkeys(filter(None, schedule)))
-        }
-        weights = [
-            _concat([w[:, a * m : b * m] for a, b in _runs(active)])[
-                active[0] * m :
-            ]
-            for active in index
-        ]
-        return index, weights
-
-    def _by_blocks(self, projected, h0, steps):
-        """A loop over blocks of `clock_cycle` steps; inside a block every
-        offset k is unrolled and computes only the modules active at k (a
-        static set, since each block starts at a multiple of every
-        period)."""
-        cell = self.cell
-        cycle = cell.clock_cycle
-        m = cell.module_size
-        schedule = self._schedule(cycle)
-        index, plan_weights = self._plans(cycle)
-        blocks = -(-steps // cycle)
-        padded = ops.pad(
-            projected, [[0, 0], [0, blocks * cycle - steps], [0, 0]]
-        )
-        padded = ops.reshape(padded, (-1, blocks, cycle, cell.units))
-        padded = ops.transpose(padded, (1, 0, 2, 3))  # (blocks, B, P, U)
-
-        def block(h, drive, plan_weights):
-            outs = []
-            for k, u in enumerate(ops.unstack(drive, cycle, axis=1)):
-                if not schedule[k]:  # every module sleeps at this offset
-                    outs.append(h)
-                    continue
-                runs = _runs(schedule[k])
-                weights = plan_weights[index[schedule[k]]]
-                pre = ops.matmul(h[:, schedule[k][0] * m :], weights)
-                if len(runs) > 1:
-                    u = ops.concatenate(
-                        [u[:, a * m : b * m] for a, b in runs], axis=1
-                    )
-                elif runs[0] != (0, cell.num_modules):
-                    u = u[:, runs[0][0] * m : runs[0][1] * m]
-                a = cell.activation(u + pre)
-                h = _merge(h, a, runs, m, cell.num_modules)
-                outs.append(h)
-            return h, ops.stack(outs, axis=1)
-
-        xla = _rnn.uses_xla(self.jit_compile)
-        if xla:
-            block = _rnn.xla_compiled(self, "_xla_block", block)
-
-        # keras.ops.scan on TensorFlow needs ys shaped like the carry, so
-        # the block's outputs travel in the carry too.
-        def scan_step(carry, drive):
-            carry = list(block(carry[0], drive, plan_weights))
-            return carry, carry
-
-        _, (_, outputs) = ops.scan(
-            scan_step, [h0, ops.zeros_like(padded[0])], padded
-        )
-        return self._unblock(outputs, blocks, steps)
-
-    def _unblock(self, outputs, blocks, steps):
-        """(blocks, B, cycle, U) -> (B, steps, U)."""
-        outputs = ops.transpose(outputs, (1, 0, 2, 3))
-        cycle = self.cell.clock_cycle
-        outputs = ops.reshape(outputs, (-1, blocks * cycle, self.cell.units))
-        return outputs[:, :steps]
-
-    def _by_modules(self, projected, h0, steps):
-        """Module by module, slowest first (long clock cycles)."""
-        cell = self.cell
-        w = cell.recurrent_kernel
-        m = cell.module_size
-        held = [None] * cell.num_modules  # h of each module at every step
-        before = [None] * cell.num_modules  # the same, one step earlier
-        for i in reversed(range(cell.num_modules)):
-            period = cell.periods[i]
-            cols = slice(i * m, (i + 1) * m)
-            drive = projected[:, ::period, cols]  # at ticks 0, T_i, 2T_i..
-            if i + 1 < cell.num_modules:
-                slower = ops.concatenate(
-                    [b[:, ::period] for b in before[i + 1 :]], axis=-1
-                )
-                drive = drive + ops.matmul(slower, w[(i + 1) * m :, cols])
-            own = w[cols, cols]
-
-            def tick(h, u, own):
-                h = cell.activation(u + ops.matmul(h, own))
-                return h, h
-
-            if _rnn.uses_xla(self.jit_compile):
-                tick = _rnn.xla_compiled(self, "_xla_tick", tick)
-            _, ticks = ops.scan(
-                lambda h, u, tick=tick, own=own: tick(h, u, own),
-                h0[:, cols],
-                ops.transpose(drive, (1, 0, 2)),
+def _checked_counter(counter):
+    """`initial_state[1]` as int32, its values checked where they are
+    known (eagerly): non-negative integers up to MAX_PERIOD."""
+    value = _known_value(counter)
+    if value is not None:
+        value = np.asarray(value, dtype="float64")
+        exact = np.isfinite(value) & (value == np.round(value))
+        if not np.all(exact & (value >= 0) & (value <= MAX_PERIOD)):
+            raise ValueError(
+                "Argument `initial_state[1]` (the step counter) must hold "
+                f"non-negative integers up to {MAX_PERIOD}. Received: "
+                f"initial_state[1]={np.array2string(value, threshold=8)}"
             )
-            ticks = ops.transpose(ticks, (1, 0, 2))
-            held[i] = ops.repeat(ticks, period, axis=1)[:, :steps]
-            before[i] = ops.concatenate(
-                [ops.expand_dims(h0[:, cols], 1), held[i][:, :-1]], axis=1
-            )
-        return ops.concatenate(held, axis=-1)
+    return ops.cast(counter, "int32")
 
 
-# Sequences of a static length up to this many steps are unrolled whole.
-MAX_UNROLLED_STEPS = 1024
-# Longer ones (or of an unknown length) loop over blocks of a clock cycle,
-# unrolled inside, for cycles up to this many steps.
-MAX_UNROLLED_CYCLE = 256
+def _known_value(tensor):
+    """The value of `tensor` as NumPy, or None where it is not known yet
+    (symbolic, traced in a graph or under jit)."""
+    if isinstance(tensor, keras.KerasTensor):
+        return None
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
+        if not tf.executing_eagerly():
+            return None
+    elif backend == "jax":
+        import jax
 
-def _concat(tensors):
-    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, -1)
-
-
-def _runs(modules):
-    """Contiguous runs of module indices: (0, 1, 3) -> [(0, 2), (3, 4)]."""
-    runs = []
-    for i in modules:
-        if runs and runs[-1][1] == i:
-            runs[-1] = (runs[-1][0], i + 1)
-        else:
-            runs.append((i, i + 1))
-    return runs
-
-
-def _merge(h, a, runs, m, modules):
-    """h with the active runs replaced by the new values a."""
-    if runs == [(0, modules)]:
-        return a
-    pieces, start, used = [], 0, 0
-    for lo, hi in runs:
-        if lo > start:
-            pieces.append(h[:, start * m : lo * m])
-        width = (hi - lo) * m
-        pieces.append(a[:, used : used + width])
-        used += width
-        start = hi
-    if start < modules:
-        pieces.append(h[:, start * m :])
-    return ops.concatenate(pieces, axis=1)
+        if isinstance(tensor, jax.core.Tracer):
+            return None
+    return ops.convert_to_numpy(tensor)
 
 
 expose_cell_attributes(ClockworkRNN, _CELL_ARGS)

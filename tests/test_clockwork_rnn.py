@@ -1,5 +1,6 @@
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -7,6 +8,10 @@ import pytest
 
 from keras_gfrnn import ClockworkCell
 from keras_gfrnn import ClockworkRNN
+from keras_gfrnn import clockwork_loops
+from keras_gfrnn.clockwork_loops import MAX_UNROLLED_CYCLE
+from keras_gfrnn.clockwork_loops import MAX_UNROLLED_STEPS
+from keras_gfrnn.clockwork_loops import Schedule
 from tests import layer_checks
 
 PERIOD_SETS = [(1, 2, 4, 8), (1, 3, 5), (2, 3), (1,), (1, 2, 4, 16)]
@@ -124,21 +129,127 @@ def test_fast_path_equals_reference_path(periods, go_backwards):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-@pytest.mark.parametrize("periods", PERIOD_SETS)
-def test_loop_over_clock_cycles_equals_the_equations(periods, monkeypatch):
-    """Sequences too long to unroll whole loop over blocks of one clock
-    cycle: the same numbers."""
-    from keras_gfrnn import clockwork_rnn
+LOOPS = ("unrolled", "by_blocks", "by_modules")
 
+
+def run_loop(loop, layer, x, h0=None):
+    """`clockwork_loops.run` with the layer's weights, from t = 0."""
+    cell = layer.cell
+    projected = keras.ops.matmul(x, cell.kernel) + cell.bias
+    if h0 is None:
+        h0 = np.zeros((x.shape[0], cell.units), dtype="float32")
+    kernels = clockwork_loops.module_kernels(
+        cell.recurrent_kernel, cell.schedule
+    )
+    return keras.ops.convert_to_numpy(
+        clockwork_loops.run(
+            loop, cell.schedule, cell.activation, kernels, projected, h0
+        )
+    )
+
+
+@pytest.mark.parametrize("periods", PERIOD_SETS)
+@pytest.mark.parametrize("loop", LOOPS)
+def test_every_loop_equals_the_equations(periods, loop):
+    """Each loop of `clockwork_loops` (whichever the layer would choose)
+    gives the equations' numbers, from a zero or a given state."""
     x = seq()
     layer = make(periods)
     layer.build(x.shape)
     w = randomize(layer, seed=4)
-    exp_out, exp_h, _ = numpy_cwrnn(w, x, periods)
-    monkeypatch.setattr(clockwork_rnn, "MAX_UNROLLED_STEPS", 4)
-    out, h, _ = numpy_out(layer, x)
+    h0 = np.random.default_rng(3).normal(size=(3, layer.units))
+    h0 = h0.astype("float32")
+    for start in (None, h0):
+        exp_out, _, _ = numpy_cwrnn(w, x, periods, h0=start)
+        out = run_loop(loop, layer, x, h0=start)
+        np.testing.assert_allclose(out, exp_out, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "periods,loop",
+    [((1, 2, 4, 8), "by_blocks"), ((1, 17, 19), "by_modules")],
+)
+def test_long_sequences_loop_and_equal_the_equations(periods, loop):
+    """A sequence longer than MAX_UNROLLED_STEPS loops over blocks of one
+    clock cycle, or module by module when the clock cycle is longer than
+    MAX_UNROLLED_CYCLE: the layer gives the equations' numbers."""
+    steps = MAX_UNROLLED_STEPS + 21
+    layer = make(periods)
+    assert clockwork_loops.choose_loop(layer.cell.schedule, steps) == loop
+    assert (layer.clock_cycle > MAX_UNROLLED_CYCLE) == (loop == "by_modules")
+    x = seq(batch=2, steps=steps)
+    layer.build(x.shape)
+    w = randomize(layer, seed=11)
+    out, h, t = numpy_out(layer, x)
+    exp_out, exp_h, exp_t = numpy_cwrnn(w, x, periods)
     np.testing.assert_allclose(out, exp_out, atol=1e-5)
     np.testing.assert_allclose(h, exp_h, atol=1e-5)
+    np.testing.assert_array_equal(t[:, 0], exp_t % layer.clock_cycle)
+    # The step-by-step path gives the same numbers.
+    for a, b in zip(numpy_out(layer, x), numpy_out(reference_rnn(layer), x)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_choose_loop():
+    fast = Schedule((1, 2, 4))
+    slow = Schedule((1, 17, 19))  # clock cycle 323
+    assert slow.clock_cycle > MAX_UNROLLED_CYCLE >= fast.clock_cycle
+    for schedule in (fast, slow):
+        assert clockwork_loops.choose_loop(schedule, 1) == "unrolled"
+        assert (
+            clockwork_loops.choose_loop(schedule, MAX_UNROLLED_STEPS)
+            == "unrolled"
+        )
+    for steps in (MAX_UNROLLED_STEPS + 1, None):
+        assert clockwork_loops.choose_loop(fast, steps) == "by_blocks"
+        assert clockwork_loops.choose_loop(slow, steps) == "by_modules"
+    assert clockwork_loops.choose_loop(fast, 20, 16) == "by_blocks"
+    assert clockwork_loops.choose_loop(fast, 20, 16, 2) == "by_modules"
+
+
+def test_schedule_is_the_papers_rule():
+    """Module i is active at step t iff t mod T_i == 0, reads itself and
+    the slower modules; the plan repeats every lcm(periods) steps."""
+    periods = (1, 3, 4, 6)
+    schedule = Schedule(periods)
+    assert schedule.clock_cycle == 12
+    assert schedule.active(0) == (0, 1, 2, 3)
+    assert schedule.active(1) == (0,)
+    assert schedule.active(6) == (0, 1, 3)
+    assert schedule.active(8) == (0, 2)
+    plan = schedule.plan(30)
+    assert plan == [schedule.active(t) for t in range(30)]
+    assert plan[:12] == plan[12:24]
+    for i, p in enumerate(periods):
+        expected = [t for t in range(30) if t % p == 0]
+        assert [t for t in range(30) if i in plan[t]] == expected
+        assert list(schedule.ticks(i, 30)) == expected
+        assert list(schedule.reads(i)) == list(range(i, 4))
+    counter = np.arange(30, dtype="int32")[:, None]
+    active = keras.ops.convert_to_numpy(
+        schedule.active_units(counter, module_size=2)
+    )
+    assert active.shape == (30, 8)
+    for t in range(30):
+        units = [u for u in range(8) if u // 2 in plan[t]]
+        assert list(np.flatnonzero(active[t])) == units
+    assert clockwork_loops.is_active(12, 4) and not clockwork_loops.is_active(
+        13, 4
+    )
+
+
+def test_schedule_advances_the_counter_modulo_the_clock_cycle():
+    def advance(schedule, t, steps):
+        t = np.array([[t]], dtype="int32")
+        return int(keras.ops.convert_to_numpy(schedule.advance(t, steps))[0, 0])
+
+    schedule = Schedule((1, 2, 3))
+    assert [advance(schedule, t, 1) for t in range(6)] == [1, 2, 3, 4, 5, 0]
+    assert advance(schedule, 4, 1000) == (4 + 1000) % 6
+    # A clock cycle just under 2**31: no int32 overflow on the way.
+    big = Schedule((1, 2**31 - 1))
+    assert advance(big, 2**31 - 3, 5) == (2**31 - 3 + 5) % (2**31 - 1)
+    assert advance(big, 2**31 - 3, 1) == 2**31 - 2
 
 
 @layer_checks.TF_GRAPH
@@ -377,6 +488,11 @@ def test_saved_model_export(tmp_path):
         ({"units": 8, "periods": [1, 2], "num_modules": 4}, "num_modules=4"),
         ({"units": 0, "num_modules": 2}, "units=0"),
         ({"units": 8, "num_modules": 2, "dropout": 1.5}, "dropout=1.5"),
+        ({"units": 4, "periods": [1, 2**63]}, r"periods=\[1, 9223372036854"),
+        ({"units": 4, "periods": [1, 2**31]}, r"periods=\[1, 2147483648\]"),
+        ({"units": 2, "periods": [1, 2, 3]}, "3 periods with units=2"),
+        ({"units": 8, "num_modules": 9}, "num_modules=9 with units=8"),
+        ({"units": 64, "num_modules": 32}, "num_modules=32"),
     ],
 )
 def test_invalid_arguments(kwargs, match):
@@ -384,6 +500,23 @@ def test_invalid_arguments(kwargs, match):
         ClockworkRNN(**kwargs)
     with pytest.raises(ValueError, match=match):
         ClockworkCell(**kwargs)
+
+
+def test_many_modules_fail_fast():
+    """num_modules beyond units fails before any work on the periods (it
+    used to build 2**i for every i: quadratic)."""
+    start = time.perf_counter()
+    for cls in (ClockworkRNN, ClockworkCell):
+        with pytest.raises(ValueError, match="num_modules=10000000"):
+            cls(4, num_modules=10**7)
+    assert time.perf_counter() - start < 5.0
+
+
+def test_largest_period_is_accepted():
+    layer = ClockworkRNN(4, periods=[1, 2**31 - 1], return_state=True)
+    x = seq(steps=5)
+    _, _, t = numpy_out(layer, x)
+    np.testing.assert_array_equal(t[:, 0], 5)
 
 
 def test_invalid_inputs():
@@ -404,52 +537,44 @@ def test_invalid_inputs():
         layer(x, initial_state=[np.zeros((3, 8), "float32")])
 
 
-def test_long_clock_cycle_runs_module_by_module(monkeypatch):
-    """lcm(1, 17, 19) = 323 is too long to unroll in a loop: a sequence too
-    long to unroll whole runs module by module, and matches the equations
-    and the step-by-step path."""
-    from keras_gfrnn import clockwork_rnn
-
-    monkeypatch.setattr(clockwork_rnn, "MAX_UNROLLED_STEPS", 16)
-    periods = (1, 17, 19)
-    x = seq(steps=45)
-    layer = make(periods, go_backwards=False)
-    assert layer.clock_cycle > clockwork_rnn.MAX_UNROLLED_CYCLE
-    layer.build(x.shape)
-    w = randomize(layer, seed=11)
-    out, h, t = numpy_out(layer, x)
-    exp_out, exp_h, exp_t = numpy_cwrnn(w, x, periods)
-    np.testing.assert_allclose(out, exp_out, atol=1e-5)
-    np.testing.assert_array_equal(t[:, 0], exp_t)
-    for a, b in zip(numpy_out(layer, x), numpy_out(reference_rnn(layer), x)):
-        np.testing.assert_allclose(a, b, atol=1e-6)
-
-
 # --------------------------------------------------------------------------
 # XLA
 # --------------------------------------------------------------------------
+def xla_calls(layer, x):
+    """The calls to XLA-compiled functions in the graph that
+    `tf.function(layer)` traces for `x` (its functions included)."""
+    import tensorflow as tf
+
+    graph = tf.function(layer).get_concrete_function(x).graph.as_graph_def()
+    nodes = list(graph.node)
+    for function in graph.library.function:
+        nodes.extend(function.node_def)
+    return [n for n in nodes if n.attr["_XlaMustCompile"].b]
+
+
 @pytest.mark.parametrize(
-    "periods,steps,compiled",
+    "periods,steps,loop,calls",
     [
-        ((1, 2, 4), 13, "_xla_steps"),  # unrolled whole: one XLA program
-        ((1, 2, 4), 80, "_xla_block"),  # over 16 steps: a loop of blocks
-        ((1, 17, 19), 40, "_xla_tick"),  # module by module
+        ((1, 2, 4), 13, "unrolled", 1),  # the whole sequence, one program
+        ((1, 2, 4), MAX_UNROLLED_STEPS + 2, "by_blocks", 1),  # one block
+        ((1, 17, 19), MAX_UNROLLED_STEPS + 2, "by_modules", 3),  # per module
     ],
 )
 @layer_checks.TF_JIT_STEP
-def test_jit_compile_matches_uncompiled(periods, steps, compiled, monkeypatch):
-    from keras_gfrnn import clockwork_rnn
-
-    monkeypatch.setattr(clockwork_rnn, "MAX_UNROLLED_STEPS", 16)
+def test_jit_compile_matches_uncompiled(periods, steps, loop, calls):
     x = seq(steps=steps)
-    layer_checks.assert_jit_matches(
-        lambda jit: ClockworkRNN(
+    assert clockwork_loops.choose_loop(Schedule(periods), steps) == loop
+
+    def build(jit):
+        return ClockworkRNN(
             6, periods=periods, return_sequences=True, jit_compile=jit
-        ),
-        x,
-        [compiled],
-        atol=1e-5,
-    )
+        )
+
+    layer_checks.assert_jit_matches(build, x, [], atol=1e-5)
+    plain, jitted = build(False), build(True)
+    assert jitted.uses_xla and not plain.uses_xla
+    assert len(xla_calls(jitted, x)) == calls
+    assert xla_calls(plain, x) == []
 
 
 def test_jit_compile_with_several_static_lengths():
@@ -503,3 +628,182 @@ def test_fit_with_jit_compile():
     layer_checks.assert_fit_lowers_loss(
         ClockworkRNN(8, num_modules=2, jit_compile=True), x, y
     )
+
+
+# --------------------------------------------------------------------------
+# Hardening: the counter, NaN containment, cost of long periods
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [0.5, -1.0, np.nan, np.inf, 2.0**31])
+def test_initial_state_counter_must_be_a_non_negative_integer(bad):
+    """A counter of 0.5 used to be accepted and no module ever updated."""
+    layer = make((1, 2))
+    x = seq(steps=4)
+    h0 = np.zeros((3, 4), dtype="float32")
+    t0 = np.full((3, 1), bad, dtype="float32")
+    t0[0] = 2.0
+    with pytest.raises(ValueError, match=r"initial_state\[1\]"):
+        layer(x, initial_state=[h0, t0])
+
+
+def test_initial_state_counter_of_any_integer_value():
+    """Counters beyond the clock cycle (in any numeric dtype) are reduced
+    modulo the clock cycle: the equations with t0 % lcm."""
+    periods = (1, 2, 4)
+    x = seq(steps=7)
+    layer = make(periods)
+    layer.build(x.shape)
+    w = randomize(layer, seed=3)
+    h0 = np.zeros((3, 6), dtype="float32")
+    for dtype in ("int32", "float32", "int64"):
+        t0 = np.full((3, 1), 4 * 1000 + 3, dtype=dtype)
+        out, _, t = numpy_out(layer, x, initial_state=[h0, t0])
+        exp_out, _, exp_t = numpy_cwrnn(w, x, periods, h0=h0, t0=3)
+        np.testing.assert_allclose(out, exp_out, atol=1e-5)
+        np.testing.assert_array_equal(t[:, 0], exp_t % 4)
+
+
+def _late_tick_layer(**kwargs):
+    """Module 1 ticks at t = 4097: a counter of 4095 reaches it after two
+    steps. float16 cannot hold 4095 or 4097 (it rounds to 4096 and stays
+    there), so this needs an exact counter."""
+    return ClockworkRNN(
+        2,
+        periods=[1, 4097],
+        return_sequences=True,
+        return_state=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_counter_is_exact_under_mixed_precision(policy):
+    x = seq(batch=2, steps=3, features=1)
+    reference = _late_tick_layer()
+    reference.build(x.shape)
+    w = randomize(reference, seed=2)
+    h0 = np.zeros((2, 2), dtype="float32")
+    t0 = np.full((2, 1), 4095.0, dtype="float32")
+    exp_out, _, exp_t = numpy_cwrnn(w, x, (1, 4097), h0=h0, t0=4095)
+    keras.config.set_dtype_policy(policy)
+    layer = _late_tick_layer()
+    layer.build(x.shape)
+    layer.set_weights(reference.get_weights())
+    out, _, t = numpy_out(layer, x, initial_state=[h0, t0])
+    assert keras.backend.standardize_dtype(t.dtype) == "float32"
+    np.testing.assert_array_equal(t[:, 0], exp_t % 4097)
+    slow = out[:, :, 1].astype("float32")
+    assert slow[0, 0] == slow[0, 1] == 0.0 and slow[0, 2] != 0.0
+    np.testing.assert_allclose(slow, exp_out[:, :, 1], atol=3e-2)
+    # Symbolically too: the counter is float32.
+    symbolic = layer(keras.Input((None, 1)))
+    assert keras.backend.standardize_dtype(symbolic[-1].dtype) == "float32"
+
+
+def test_stateful_counter_is_exact_under_mixed_float16(tmp_path):
+    x = seq(batch=2, steps=3, features=1)
+    keras.config.set_dtype_policy("mixed_float16")
+    layer = _late_tick_layer(stateful=True)
+    layer.build(x.shape)
+    randomize(layer, seed=2)
+    layer.states[1].assign(np.full((2, 1), 4095.0, dtype="float32"))
+    out, _, t = numpy_out(layer, x)
+    slow = out[:, :, 1].astype("float32")
+    assert slow[0, 1] == 0.0 and slow[0, 2] != 0.0
+    np.testing.assert_array_equal(t[:, 0], 1.0)
+    state = keras.ops.convert_to_numpy(layer.states[1])
+    np.testing.assert_array_equal(state[:, 0], 1.0)
+    # A stateful model with this layer saves and loads.
+    model = keras.Sequential([keras.Input(batch_shape=(2, 3, 1)), layer])
+    path = os.path.join(tmp_path, "stateful.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.layers[0].stateful
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded.layers[0].cell.kernel),
+        keras.ops.convert_to_numpy(layer.cell.kernel),
+    )
+
+
+NAN_PERIODS = (1, 2, 4)
+
+
+def _nan_in_fastest_module(batch=3):
+    h0 = np.random.default_rng(0).normal(size=(batch, 6)).astype("float32")
+    h0[:, :2] = np.nan  # module 0, the fastest
+    return h0
+
+
+def _assert_slower_modules_finite(out, exp_out):
+    assert np.all(np.isnan(out[:, 1:, :2]))  # the NaN stays in module 0
+    np.testing.assert_allclose(out[:, :, 2:], exp_out[:, :, 2:], atol=1e-5)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_nan_in_a_fast_module_stays_there_in_every_loop(loop):
+    """Slower modules never read faster ones (the equations): a NaN in the
+    fastest module's state must not reach them (NaN * 0 = NaN, so the loops
+    must not multiply it by the zeros of the mask)."""
+    x = seq(steps=13)
+    layer = make(NAN_PERIODS)
+    layer.build(x.shape)
+    w = randomize(layer, seed=1)
+    h0 = _nan_in_fastest_module()
+    exp_out, _, _ = numpy_cwrnn(w, x, NAN_PERIODS, h0=np.nan_to_num(h0))
+    _assert_slower_modules_finite(run_loop(loop, layer, x, h0=h0), exp_out)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_nan_in_a_fast_module_stays_there_step_by_step(masked):
+    """The same in ClockworkCell (initial_state, masks)."""
+    x = seq(steps=13)
+    layer = make(NAN_PERIODS)
+    layer.build(x.shape)
+    w = randomize(layer, seed=1)
+    h0 = _nan_in_fastest_module()
+    t0 = np.zeros((3, 1), dtype="float32")
+    mask = np.ones(x.shape[:2], dtype=bool) if masked else None
+    exp_out, _, _ = numpy_cwrnn(w, x, NAN_PERIODS, h0=np.nan_to_num(h0))
+    out = numpy_out(layer, x, initial_state=[h0, t0], mask=mask)[0]
+    _assert_slower_modules_finite(out, exp_out)
+    reference = reference_rnn(layer)
+    out = numpy_out(reference, x, initial_state=[h0, t0])[0]
+    _assert_slower_modules_finite(out, exp_out)
+
+
+def test_long_period_costs_what_the_sequence_costs():
+    """A period far longer than the sequence (10**9 steps, on a sequence
+    too long to unroll) used to allocate memory in proportion to the
+    period (~8 GB an example): now in proportion to the sequence."""
+    periods = (1, 10**9)
+    steps = MAX_UNROLLED_STEPS + 76
+    layer = make(periods, units=2)
+    assert clockwork_loops.choose_loop(layer.cell.schedule, steps) == (
+        "by_modules"
+    )
+    x = seq(batch=2, steps=steps, features=1)
+    layer.build(x.shape)
+    w = randomize(layer, seed=5)
+    out, h, t = numpy_out(layer, x)
+    exp_out, exp_h, exp_t = numpy_cwrnn(w, x, periods)
+    np.testing.assert_allclose(out, exp_out, atol=1e-5)
+    np.testing.assert_array_equal(t[:, 0], exp_t)
+
+
+@layer_checks.tensorflow_only(
+    "reads the static shapes of a traced TensorFlow graph without running "
+    "it; the eager test above runs on every backend"
+)
+def test_long_period_graph_holds_no_period_sized_tensor():
+    """Every tensor of the traced graph is bound by the sequence (checked on
+    the graph, without running it: the old code asked for 4 GB here)."""
+    import tensorflow as tf
+
+    steps = MAX_UNROLLED_STEPS + 76
+    layer = make((1, 2**30), units=2)
+    fn = tf.function(layer).get_concrete_function(tf.TensorSpec((2, steps, 1)))
+    largest = 0
+    for op in fn.graph.get_operations():
+        for output in op.outputs:
+            if output.shape.rank is not None and None not in output.shape:
+                largest = max(largest, output.shape.num_elements())
+    assert 0 < largest <= 4 * 2 * steps * 2

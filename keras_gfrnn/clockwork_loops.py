@@ -1,0 +1,304 @@
+"""The clock of a Clockwork RNN and the loops that run it fast.
+
+`Schedule(periods)` is the one definition of the activity rule (module i is
+active at step t iff `t mod T_i == 0`, Koutnik et al. 2014, with t = 0 at
+the first step) and of the connectivity (module i reads itself and every
+slower module). `ClockworkCell`, the fast loops below and
+`benchmarks/flops.py` all ask it.
+
+The loops run a whole sequence from t = 0 with the input projection
+already done (`projected = x W_I + b`, every step, every module). They take
+the schedule, the activation, the per-module recurrent kernels
+(`module_kernels`), the projection and the initial state; each active
+module reads only the modules it is connected to, so a NaN or inf in a
+fast module never reaches a slower one, and no FLOP is spent on a zero
+block:
+
+- `unrolled`: a static length, every step unrolled; at step t only the
+  modules active at t are computed (a static set).
+- `by_blocks`: a loop over blocks of one clock cycle, unrolled inside.
+- `by_modules`: module by module from the slowest, each scanning only its
+  own ticks with its `m x m` recurrence; memory and time are bound by the
+  sequence length, whatever the periods.
+
+`choose_loop` says which one a sequence gets (the thresholds are the
+documented constants below). Each loop takes `compile`: `None`, or a
+function `compile(name, fn)` returning `fn` compiled (the layer passes one
+that XLA-compiles once per layer).
+"""
+
+import math
+
+from keras import ops
+
+# Periods (and the step counter) are int32: a period is at most this.
+MAX_PERIOD = 2**31 - 1
+# Sequences of a static length up to this many steps are unrolled whole.
+MAX_UNROLLED_STEPS = 1024
+# Longer ones (or of a length unknown when traced) loop over blocks of one
+# clock cycle, unrolled inside, for clock cycles up to this many steps;
+# longer clock cycles run module by module.
+MAX_UNROLLED_CYCLE = 256
+
+
+def is_active(t, period):
+    """The activity rule: a module of period `period` is active at step `t`
+    iff `t mod period == 0`. Python integers give a bool; tensors (integer
+    counters) give a bool tensor, element-wise."""
+    if isinstance(t, int) and isinstance(period, int):
+        return t % period == 0
+    return ops.equal(ops.mod(t, period), 0)
+
+
+class Schedule:
+    """Which modules of a Clockwork RNN are active at which step.
+
+    Args:
+        periods: Strictly increasing positive integers `T_1 < ... < T_g`,
+            at most `MAX_PERIOD` (checked by the layer).
+
+    Module i is active at step t (0 at the first step of a sequence) iff
+    `is_active(t, T_i)`; it reads itself and the slower modules
+    `i, ..., g - 1` (`reads(i)`). The pattern repeats every `clock_cycle =
+    lcm(periods)` steps.
+
+    Example:
+
+    ```python
+    s = Schedule((1, 2, 4))
+    s.active(0), s.active(1), s.active(2)  # (0, 1, 2), (0,), (0, 1)
+    ```
+    """
+
+    def __init__(self, periods):
+        self.periods = tuple(int(p) for p in periods)
+        self.num_modules = len(self.periods)
+        self.clock_cycle = math.lcm(*self.periods)
+
+    def active(self, t):
+        """The modules active at step `t` (a Python integer), fastest
+        first."""
+        return tuple(i for i, p in enumerate(self.periods) if is_active(t, p))
+
+    def plan(self, steps):
+        """`active(t)` for t = 0, ..., steps - 1."""
+        return [self.active(t) for t in range(steps)]
+
+    def ticks(self, module, steps):
+        """The steps among the first `steps` at which `module` is active:
+        `range(0, steps, T_module)`."""
+        return range(0, steps, self.periods[module])
+
+    def reads(self, module):
+        """The modules that `module` reads: itself and every slower one."""
+        return range(module, self.num_modules)
+
+    def active_units(self, t, module_size):
+        """Bool tensor: unit u is active at counter `t` (an int32 tensor,
+        `(batch, 1)`); the units of module i share its period."""
+        periods = ops.repeat(
+            ops.array(self.periods, dtype="int32"), module_size
+        )
+        return is_active(t, periods)
+
+    def advance(self, t, steps):
+        """The counter `t` (int32 tensor) after `steps` more steps, modulo
+        `clock_cycle` where that fits int32 (else not wrapped: exact for
+        `MAX_PERIOD` steps)."""
+        cycle = self.clock_cycle
+        t = ops.convert_to_tensor(t, dtype="int32")
+        steps = ops.cast(steps, "int32")
+        if cycle > MAX_PERIOD:
+            return ops.add(t, steps)
+        steps = ops.mod(steps, cycle)
+        left = ops.subtract(cycle, steps)  # no int32 overflow: steps < cycle
+        return ops.where(
+            ops.greater_equal(t, left),
+            ops.subtract(t, left),
+            ops.add(t, steps),
+        )
+
+
+def module_kernels(recurrent_kernel, schedule):
+    """Per module i, the recurrent weights it uses: the rows of the modules
+    it reads (`reads(i)`), its own columns; `(units - i m, m)`."""
+    m = recurrent_kernel.shape[0] // schedule.num_modules
+    return [
+        recurrent_kernel[i * m :, i * m : (i + 1) * m]
+        for i in range(schedule.num_modules)
+    ]
+
+
+def recurrent_drive(h, kernels, modules):
+    """`h_{t-1} (W_H * M)` for `modules`, following the connectivity: each
+    module reads only the modules it is connected to. Concatenated."""
+    units = h.shape[-1]
+    return _concat(
+        [
+            ops.matmul(h[:, units - kernels[i].shape[0] :], kernels[i])
+            for i in modules
+        ]
+    )
+
+
+def choose_loop(
+    schedule,
+    steps,
+    max_unrolled_steps=MAX_UNROLLED_STEPS,
+    max_unrolled_cycle=MAX_UNROLLED_CYCLE,
+):
+    """`"unrolled"`, `"by_blocks"` or `"by_modules"`: the loop that
+    `ClockworkRNN` runs for a sequence of `steps` steps (`None`: unknown
+    when traced)."""
+    if steps is not None and steps <= max_unrolled_steps:
+        return "unrolled"
+    if schedule.clock_cycle <= max_unrolled_cycle:
+        return "by_blocks"
+    return "by_modules"
+
+
+def run(loop, schedule, activation, kernels, projected, h0, compile=None):
+    """Runs the loop named `loop` (see `choose_loop`); returns the states
+    at every step `(batch, steps, units)`."""
+    loops = {
+        "unrolled": unrolled,
+        "by_blocks": by_blocks,
+        "by_modules": by_modules,
+    }
+    return loops[loop](
+        schedule, activation, kernels, projected, h0, compile=compile
+    )
+
+
+def _compiled(compile, name, fn):
+    return fn if compile is None else compile(name, fn)
+
+
+def unrolled(schedule, activation, kernels, projected, h0, compile=None):
+    """A static length, every step unrolled: at step t only the modules
+    active at t are computed, each from its own input ticks and the
+    states of the modules it reads. The states are kept per module, so
+    the gradient is as plain as the forward pass. With `compile` it is one
+    program ("_xla_steps")."""
+    periods = schedule.periods
+
+    def steps_fn(projected, h0, kernels):
+        drive = []  # each module's input at its own ticks only
+        for i, u in enumerate(ops.split(projected, len(periods), -1)):
+            ticks = u[:, :: periods[i]] if periods[i] > 1 else u
+            drive.append(ops.unstack(ticks, axis=1))
+        states = ops.split(h0, len(periods), axis=-1)
+        current = h0
+        outputs = []
+        for t, active in enumerate(schedule.plan(projected.shape[1])):
+            if active:
+                inputs = {i: drive[i][t // periods[i]] for i in active}
+                states = _step_states(
+                    activation, kernels, states, current, active, inputs
+                )
+                current = _concat(states)
+            outputs.append(current)
+        return ops.stack(outputs, axis=1)
+
+    steps_fn = _compiled(compile, "_xla_steps", steps_fn)
+    return steps_fn(projected, h0, kernels)
+
+
+def _step_states(activation, kernels, states, current, active, inputs):
+    """The per-module states after one step in which the modules `active`
+    update: module i from `inputs[i]` and `current[:, (modules it
+    reads)]` (the states of the step before, concatenated)."""
+    new = list(states)
+    for i in active:
+        drive = recurrent_drive(current, kernels, (i,))
+        new[i] = activation(inputs[i] + drive)
+    return new
+
+
+def by_blocks(schedule, activation, kernels, projected, h0, compile=None):
+    """A loop over blocks of `clock_cycle` steps; inside a block every
+    offset k is unrolled and computes only the modules active at k (a
+    static set, since each block starts at a multiple of every period).
+    With `compile`, one block is one program ("_xla_block")."""
+    cycle = schedule.clock_cycle
+    g = schedule.num_modules
+    units = projected.shape[-1]
+    m = units // g
+    plan = schedule.plan(cycle)
+    steps = ops.shape(projected)[1]
+    blocks = -(-steps // cycle)
+    padded = ops.pad(projected, [[0, 0], [0, blocks * cycle - steps], [0, 0]])
+    padded = ops.reshape(padded, (-1, blocks, cycle, units))
+    padded = ops.transpose(padded, (1, 0, 2, 3))  # (blocks, B, P, U)
+
+    def block(h, drive, kernels):
+        states = ops.split(h, g, axis=-1)
+        outs = []
+        for k, u in enumerate(ops.unstack(drive, cycle, axis=1)):
+            if plan[k]:  # else every module sleeps at this offset
+                inputs = {i: u[:, i * m : (i + 1) * m] for i in plan[k]}
+                states = _step_states(
+                    activation, kernels, states, h, plan[k], inputs
+                )
+                h = _concat(states)
+            outs.append(h)
+        return h, ops.stack(outs, axis=1)
+
+    block = _compiled(compile, "_xla_block", block)
+
+    # keras.ops.scan on TensorFlow needs ys shaped like the carry, so the
+    # block's outputs travel in the carry too.
+    def scan_step(carry, drive):
+        carry = list(block(carry[0], drive, kernels))
+        return carry, carry
+
+    _, (_, outputs) = ops.scan(
+        scan_step, [h0, ops.zeros_like(padded[0])], padded
+    )
+    outputs = ops.transpose(outputs, (1, 0, 2, 3))  # (B, blocks, P, U)
+    outputs = ops.reshape(outputs, (-1, blocks * cycle, units))
+    return outputs[:, :steps]
+
+
+def by_modules(schedule, activation, kernels, projected, h0, compile=None):
+    """Module by module, slowest first: module i scans only its own ticks
+    with its `m x m` recurrence, its drive from the slower modules computed
+    for all its ticks in one matmul. Each module's states are spread over
+    the steps by a gather, so memory stays proportional to the sequence
+    length whatever the periods. With `compile`, one tick is one program
+    ("_xla_tick")."""
+    g = schedule.num_modules
+    m = projected.shape[-1] // g
+    steps = ops.shape(projected)[1]
+    step_index = ops.arange(steps)
+    held = [None] * g  # h of each module at every step
+    before = [None] * g  # the same, one step earlier
+
+    def tick(h, u, own):
+        h = activation(u + ops.matmul(h, own))
+        return h, h
+
+    tick = _compiled(compile, "_xla_tick", tick)
+    for i in reversed(range(g)):
+        period = schedule.periods[i]
+        cols = slice(i * m, (i + 1) * m)
+        drive = projected[:, ::period, cols]  # at ticks 0, T_i, 2 T_i, ...
+        if i + 1 < g:  # the slower modules it reads, at its ticks
+            slower = _concat([b[:, ::period] for b in before[i + 1 :]])
+            drive = drive + ops.matmul(slower, kernels[i][m:])
+        _, ticks = ops.scan(
+            lambda h, u, own=kernels[i][:m]: tick(h, u, own),
+            h0[:, cols],
+            ops.transpose(drive, (1, 0, 2)),
+        )
+        ticks = ops.transpose(ticks, (1, 0, 2))
+        held[i] = ops.take(ticks, step_index // period, axis=1)
+        before[i] = ops.concatenate(
+            [ops.expand_dims(h0[:, cols], 1), held[i][:, :-1]], axis=1
+        )
+    return ops.concatenate(held, axis=-1)
+
+
+def _concat(tensors):
+    tensors = list(tensors)
+    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, -1)
