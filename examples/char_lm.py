@@ -57,13 +57,12 @@ import sys
 import time
 import zipfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
-from keras_gfrnn.gated_feedback_rnn import KERAS_LAYERS  # noqa: E402
+from keras_gfrnn import GatedFeedbackRNN
+from keras_gfrnn.gated_feedback_rnn import KERAS_LAYERS
 
 ENWIK8_URL = "http://mattmahoney.net/dc/enwik8.zip"
 # Published by Matt Mahoney for the 100,000,000-byte enwik8 file.
@@ -191,8 +190,8 @@ def model_sizes(args, vocab=None):
     or, for `gf` with `--sizes matched`, the units closest in parameters
     to the stacked model at `vocab`; `--layers` / `--units` override."""
     table_layers, units = PAPER_SIZES[args.unit_type][args.model]
-    layers = args.layers or table_layers
-    if args.units:
+    layers = table_layers if args.layers is None else args.layers
+    if args.units is not None:
         return layers, args.units
     if args.sizes == "matched" and args.model == "gf":
         if vocab is None:
@@ -435,7 +434,8 @@ def vocab_path(model_path):
 
 # --------------------------------------------------------------------- main
 def parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.parser(__doc__)
+    positive = _common.positive_int
     parser.add_argument("--data", default="enwik8")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
@@ -458,32 +458,39 @@ def parse(argv=None):
         help="GatedFeedbackRNN(gate_inputs=...): whether every layer's "
         "gates read every layer's previous state (the authors' form)",
     )
-    parser.add_argument("--units", type=int)
-    parser.add_argument("--layers", type=int)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=100)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--clipnorm", type=float, default=1.0)
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--units", type=positive)
+    parser.add_argument("--layers", type=positive)
+    parser.add_argument("--seq-len", type=positive, default=100)
+    parser.add_argument("--clipnorm", type=_common.positive_float, default=1.0)
+    _common.add_common_flags(
+        parser,
+        epochs=100,
+        batch_size=32,
+        learning_rate=2e-3,
+        quick_help="offline and tiny (this script's source as text): CI",
+    )
     parser.add_argument(
         "--steps-per-epoch",
-        type=int,
+        type=positive,
         help="training steps between evaluations (default: one pass)",
     )
     parser.add_argument(
         "--eval-chars",
-        type=int,
+        type=positive,
         help="evaluate each epoch on this many validation/test characters "
         "(default: all); the final test BPC always uses the whole split",
     )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default="lm_out")
     parser.add_argument(
         "--sample", metavar="SEED", help="generate text after SEED"
     )
     parser.add_argument("--load", help="trained .keras model (--sample)")
-    parser.add_argument("--sample-length", type=int, default=500)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument(
+        "--sample-length", type=_common.non_negative_int, default=500
+    )
+    parser.add_argument(
+        "--temperature", type=_common.positive_float, default=1.0
+    )
     parser.add_argument(
         "--plot",
         metavar="PNG",
@@ -495,14 +502,16 @@ def parse(argv=None):
         metavar="LABEL=CSV",
         help="history.csv files of earlier runs, for --plot",
     )
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.units, args.layers = args.units or 16, args.layers or 2
-        args.epochs, args.steps_per_epoch = 2, 3
-        args.batch_size, args.seq_len = 4, 20
-        args.eval_chars = 400
-    return args
+    quick = {
+        "units": 16,
+        "layers": 2,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "batch_size": 4,
+        "seq_len": 20,
+        "eval_chars": 400,
+    }
+    return _common.parse_args(parser, argv, quick=quick)
 
 
 def quick_text():
@@ -581,7 +590,7 @@ def train(args):
 
 def _repeating(x, y, batch_size):
     """Batches in order, forever (state continuity across epochs)."""
-    import tensorflow as tf
+    tf = _common.import_tensorflow("char_lm.py's input pipeline (tf.data)")
 
     data = tf.data.Dataset.from_tensor_slices((x, y))
     return data.batch(batch_size, drop_remainder=True).repeat()

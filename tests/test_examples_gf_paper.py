@@ -11,19 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+from tests.test_examples import import_example
 
-
-def _import(name):
-    sys.path.insert(0, EXAMPLES)
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
-
-
-lm = _import("char_lm")
-l2e = _import("learning_to_execute")
+lm = import_example("char_lm")
+l2e = import_example("learning_to_execute")
 
 
 # ------------------------------------------------------------ char_lm data
