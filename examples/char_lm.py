@@ -298,43 +298,141 @@ def build_model(vocab, args, batch_size, stateful=True):
     return model
 
 
+def stateful_layers(model):
+    return [layer for layer in model.layers if getattr(layer, "stateful", 0)]
+
+
 def reset_states(model):
-    for layer in model.layers:
-        if getattr(layer, "stateful", False):
-            layer.reset_state()
+    for layer in stateful_layers(model):
+        layer.reset_state()
 
 
 def bits_per_character(model, x, y, batch_size):
     """Mean BPC over the streams, the state carried along them; the
     training state is put back afterwards."""
-    saved = [
-        [v.numpy() for v in layer.states]
-        for layer in model.layers
-        if getattr(layer, "stateful", False)
-    ]
+    saved = state_values(model)
     reset_states(model)
     loss = model.evaluate(x, y, batch_size=batch_size, verbose=0)
-    stateful = [m for m in model.layers if getattr(m, "stateful", False)]
-    for layer, values in zip(stateful, saved):
-        for v, value in zip(layer.states, values):
-            v.assign(value)
+    set_state_values(model, saved)
     return float(loss) / math.log(2)
+
+
+def state_values(model):
+    """The stateful layers' states, as NumPy arrays (a .keras file or
+    `save_weights` does not hold them)."""
+    return [
+        keras.ops.convert_to_numpy(v)
+        for layer in stateful_layers(model)
+        for v in layer.states
+    ]
+
+
+def set_state_values(model, values):
+    states = [v for layer in stateful_layers(model) for v in layer.states]
+    if len(states) != len(values):
+        raise ValueError(
+            f"The model has {len(states)} state variables; the backup "
+            f"holds {len(values)}."
+        )
+    for v, value in zip(states, values):
+        v.assign(value)
+
+
+HISTORY_FIELDS = ["epoch", "step", "train_bpc", "valid_bpc", "test_bpc"]
+HISTORY_FIELDS += ["seconds"]
+
+
+def atomic_write(path, write):
+    """Writes the text file `path` through `write(file)` into a temporary
+    file that then replaces `path`: a reader sees the old or the new file,
+    never a part."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", newline="") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def write_history(path, rows):
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+class RunBackup:
+    """The training run on disk, for an exact resume: the weights and the
+    optimizer (`save_weights`), the stateful layers' states, the position
+    in the training streams and the history rows. `state.json`, replaced
+    atomically after the other files are written, is the commit point:
+    a run killed at any moment resumes from the last epoch it names."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.path = os.path.join(folder, "state.json")
+
+    def load(self):
+        """The committed state (a dict), or None."""
+        if not os.path.exists(self.path):
+            return None
+        with open(self.path) as f:
+            return json.load(f)
+
+    def restore(self, model):
+        """Loads the committed epoch into `model`; returns its state."""
+        state = self.load()
+        if state is None:
+            return None
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(os.path.join(self.folder, state["weights"]))
+        with np.load(os.path.join(self.folder, state["states"])) as saved:
+            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        set_state_values(model, values)
+        return state
+
+    def save(self, model, epoch, **state):
+        os.makedirs(self.folder, exist_ok=True)
+        weights, states = f"epoch-{epoch}.weights.h5", f"epoch-{epoch}.npz"
+        model.save_weights(os.path.join(self.folder, weights), overwrite=True)
+        values = state_values(model)
+        np.savez(os.path.join(self.folder, states), *values)
+        state = {"epoch": epoch, "weights": weights, "states": states, **state}
+        atomic_write(self.path, lambda f: json.dump(state, f))
+        for name in os.listdir(self.folder):
+            if name not in ("state.json", weights, states):
+                os.remove(os.path.join(self.folder, name))
+
+    def delete(self):
+        if os.path.isdir(self.folder):
+            for name in os.listdir(self.folder):
+                os.remove(os.path.join(self.folder, name))
+            os.rmdir(self.folder)
 
 
 class StreamTraining(keras.callbacks.Callback):
     """Resets the state when the training streams start over; after every
-    epoch evaluates validation and test BPC, prints and logs them."""
+    epoch evaluates validation and test BPC, prints them, backs the run up
+    (`backup`) and then rewrites `log_path` from the backed-up history."""
 
-    def __init__(self, chunks, evals, batch_size, log_path):
+    def __init__(
+        self, chunks, evals, batch_size, log_path, backup, resumed=None
+    ):
         super().__init__()
+        resumed = resumed or {}
         self.chunks = chunks
         self.evals = evals
         self.batch_size = batch_size
         self.log_path = log_path
-        self.position = 0  # batches read by this fit() call
+        self.backup = backup
+        # Batches read in the whole run, resumed parts included.
+        self.position = resumed.get("position", 0)
         self.step = 0  # training steps, counting resumed epochs
-        self.start = time.perf_counter()
-        self.history = []
+        self.start = time.perf_counter() - resumed.get("seconds", 0.0)
+        self.history = list(resumed.get("history", []))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.step = epoch * self.params["steps"]
@@ -366,13 +464,14 @@ class StreamTraining(keras.callbacks.Callback):
             ),
             flush=True,
         )
-        if self.log_path:
-            exists = os.path.exists(self.log_path)
-            with open(self.log_path, "a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(row))
-                if not exists:
-                    writer.writeheader()
-                writer.writerow(row)
+        self.backup.save(
+            self.model,
+            epoch + 1,
+            position=self.position,
+            seconds=row["seconds"],
+            history=self.history,
+        )
+        write_history(self.log_path, self.history)
 
 
 # ----------------------------------------------------------------- sampling
@@ -520,7 +619,9 @@ def quick_text():
         return f.read() * 2
 
 
-def train(args):
+def train(args, callbacks=()):
+    """Trains, or resumes the run backed up in `args.out_dir`; `callbacks`:
+    more Keras callbacks, after the one that logs and backs up."""
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out_dir, exist_ok=True)
     if args.quick:
@@ -555,21 +656,23 @@ def train(args):
             flush=True,
         )
     steps = args.steps_per_epoch or chunks
-    dataset = _repeating(x, y, b)
-    history = StreamTraining(
-        chunks, evals, b, os.path.join(args.out_dir, "history.csv")
-    )
+    backup = RunBackup(os.path.join(args.out_dir, "backup"))
+    log_path = os.path.join(args.out_dir, "history.csv")
+    resumed = backup.restore(model) or {}
+    if resumed:
+        print(f"resuming after epoch {resumed['epoch']}", flush=True)
+    # Also repairs a history.csv that a kill left behind the backup.
+    write_history(log_path, resumed.get("history", []))
+    position = resumed.get("position", 0)
+    dataset = _repeating(x, y, b, skip=position % chunks)
+    history = StreamTraining(chunks, evals, b, log_path, backup, resumed)
     start = time.perf_counter()
     model.fit(
         dataset,
         epochs=args.epochs,
+        initial_epoch=resumed.get("epoch", 0),
         steps_per_epoch=steps,
-        callbacks=[
-            keras.callbacks.BackupAndRestore(
-                os.path.join(args.out_dir, "backup")
-            ),
-            history,
-        ],
+        callbacks=[history, *callbacks],
         shuffle=False,
         verbose=0,
     )
@@ -580,6 +683,7 @@ def train(args):
     model.save(path)
     with open(vocab_path(path), "w") as f:
         json.dump({"symbols": vocab.symbols, "args": vars(args)}, f)
+    backup.delete()  # the run is complete
     print(
         f"final test BPC {test_bpc:.4f} ({len(test_x) * t:,} characters); "
         f"training {seconds:.0f} s; saved {path}",
@@ -588,12 +692,14 @@ def train(args):
     return {"test_bpc": test_bpc, "history": history.history, "model": path}
 
 
-def _repeating(x, y, batch_size):
-    """Batches in order, forever (state continuity across epochs)."""
+def _repeating(x, y, batch_size, skip=0):
+    """Batches in order from batch `skip`, forever (state continuity
+    across epochs)."""
     tf = _common.import_tensorflow("char_lm.py's input pipeline (tf.data)")
 
     data = tf.data.Dataset.from_tensor_slices((x, y))
-    return data.batch(batch_size, drop_remainder=True).repeat()
+    data = data.batch(batch_size, drop_remainder=True).repeat()
+    return data.skip(skip) if skip else data
 
 
 def main(argv=None):
