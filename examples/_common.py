@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
-import json
 import os
 import re
 import sys
@@ -181,66 +180,24 @@ def parse_args(parser, argv=None, quick=None):
 
 
 # -------------------------------------------------------------- distribution
-DISTRIBUTE_HELP = (
-    "none; mirrored: tf.distribute.MirroredStrategy over this machine's "
-    "GPUs (two logical CPUs without one); multi_worker: "
-    "tf.distribute.MultiWorkerMirroredStrategy, the cluster and this "
-    "worker's index in the TF_CONFIG environment variable. TensorFlow "
-    "backend only"
-)
-
-
 def add_distribute_flag(parser):
     parser.add_argument(
         "--distribute",
-        choices=["none", "mirrored", "multi_worker"],
+        choices=["none", "mirrored"],
         default="none",
-        help=DISTRIBUTE_HELP,
+        help="mirrored: tf.distribute.MirroredStrategy over this machine's "
+        "GPUs (two logical CPUs without one); TensorFlow backend only",
     )
 
 
 def check_distribute(parser, args):
     """Exits through `parser.error` where `--distribute` cannot run."""
-    if args.distribute == "none":
-        return
     backend = keras.backend.backend()
-    if backend != "tensorflow":
+    if args.distribute != "none" and backend != "tensorflow":
         parser.error(
             f"--distribute {args.distribute} (tf.distribute) needs "
             f"KERAS_BACKEND=tensorflow; this is {backend}"
         )
-    if args.distribute == "multi_worker":
-        try:
-            worker = cluster_worker()
-        except ValueError as error:
-            parser.error(str(error))
-        if worker is None:
-            parser.error(
-                "--distribute multi_worker needs the TF_CONFIG environment "
-                "variable (the cluster and this worker's task); see "
-                "https://www.tensorflow.org/guide/distributed_training"
-            )
-
-
-def cluster_worker():
-    """(index, workers) of this worker from TF_CONFIG, or None unset."""
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        return None
-    try:
-        config = json.loads(text)
-        workers = config["cluster"]["worker"]
-        task = config["task"]
-        index = int(task["index"])
-        if task["type"] != "worker" or not 0 <= index < len(workers):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(
-            "TF_CONFIG must be JSON with a cluster.worker list of "
-            'host:port and a task {"type": "worker", "index": i} within it. '
-            f"Received: TF_CONFIG={text!r}"
-        ) from None
-    return index, len(workers)
 
 
 def strategy(distribute):
@@ -248,8 +205,6 @@ def strategy(distribute):
     if distribute == "none":
         return None
     tf = import_tensorflow(f"--distribute {distribute}")
-    if distribute == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return tf.distribute.MirroredStrategy()
@@ -264,9 +219,3 @@ def strategy(distribute):
 def scope(strategy):
     """`strategy.scope()`, or a no-op without a strategy."""
     return strategy.scope() if strategy else contextlib.nullcontext()
-
-
-def is_chief():
-    """Whether this process writes the run's files (worker 0, or alone)."""
-    worker = cluster_worker() if "TF_CONFIG" in os.environ else None
-    return worker is None or worker[0] == 0
