@@ -57,13 +57,12 @@ import sys
 import time
 import zipfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
-from keras_gfrnn.gated_feedback_rnn import KERAS_LAYERS  # noqa: E402
+from keras_gfrnn import GatedFeedbackRNN
+from keras_gfrnn.gated_feedback_rnn import KERAS_LAYERS
 
 ENWIK8_URL = "http://mattmahoney.net/dc/enwik8.zip"
 # Published by Matt Mahoney for the 100,000,000-byte enwik8 file.
@@ -191,8 +190,8 @@ def model_sizes(args, vocab=None):
     or, for `gf` with `--sizes matched`, the units closest in parameters
     to the stacked model at `vocab`; `--layers` / `--units` override."""
     table_layers, units = PAPER_SIZES[args.unit_type][args.model]
-    layers = args.layers or table_layers
-    if args.units:
+    layers = table_layers if args.layers is None else args.layers
+    if args.units is not None:
         return layers, args.units
     if args.sizes == "matched" and args.model == "gf":
         if vocab is None:
@@ -299,43 +298,141 @@ def build_model(vocab, args, batch_size, stateful=True):
     return model
 
 
+def stateful_layers(model):
+    return [layer for layer in model.layers if getattr(layer, "stateful", 0)]
+
+
 def reset_states(model):
-    for layer in model.layers:
-        if getattr(layer, "stateful", False):
-            layer.reset_state()
+    for layer in stateful_layers(model):
+        layer.reset_state()
 
 
 def bits_per_character(model, x, y, batch_size):
     """Mean BPC over the streams, the state carried along them; the
     training state is put back afterwards."""
-    saved = [
-        [v.numpy() for v in layer.states]
-        for layer in model.layers
-        if getattr(layer, "stateful", False)
-    ]
+    saved = state_values(model)
     reset_states(model)
     loss = model.evaluate(x, y, batch_size=batch_size, verbose=0)
-    stateful = [m for m in model.layers if getattr(m, "stateful", False)]
-    for layer, values in zip(stateful, saved):
-        for v, value in zip(layer.states, values):
-            v.assign(value)
+    set_state_values(model, saved)
     return float(loss) / math.log(2)
+
+
+def state_values(model):
+    """The stateful layers' states, as NumPy arrays (a .keras file or
+    `save_weights` does not hold them)."""
+    return [
+        keras.ops.convert_to_numpy(v)
+        for layer in stateful_layers(model)
+        for v in layer.states
+    ]
+
+
+def set_state_values(model, values):
+    states = [v for layer in stateful_layers(model) for v in layer.states]
+    if len(states) != len(values):
+        raise ValueError(
+            f"The model has {len(states)} state variables; the backup "
+            f"holds {len(values)}."
+        )
+    for v, value in zip(states, values):
+        v.assign(value)
+
+
+HISTORY_FIELDS = ["epoch", "step", "train_bpc", "valid_bpc", "test_bpc"]
+HISTORY_FIELDS += ["seconds"]
+
+
+def atomic_write(path, write):
+    """Writes the text file `path` through `write(file)` into a temporary
+    file that then replaces `path`: a reader sees the old or the new file,
+    never a part."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", newline="") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def write_history(path, rows):
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+class RunBackup:
+    """The training run on disk, for an exact resume: the weights and the
+    optimizer (`save_weights`), the stateful layers' states, the position
+    in the training streams and the history rows. `state.json`, replaced
+    atomically after the other files are written, is the commit point:
+    a run killed at any moment resumes from the last epoch it names."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.path = os.path.join(folder, "state.json")
+
+    def load(self):
+        """The committed state (a dict), or None."""
+        if not os.path.exists(self.path):
+            return None
+        with open(self.path) as f:
+            return json.load(f)
+
+    def restore(self, model):
+        """Loads the committed epoch into `model`; returns its state."""
+        state = self.load()
+        if state is None:
+            return None
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(os.path.join(self.folder, state["weights"]))
+        with np.load(os.path.join(self.folder, state["states"])) as saved:
+            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        set_state_values(model, values)
+        return state
+
+    def save(self, model, epoch, **state):
+        os.makedirs(self.folder, exist_ok=True)
+        weights, states = f"epoch-{epoch}.weights.h5", f"epoch-{epoch}.npz"
+        model.save_weights(os.path.join(self.folder, weights), overwrite=True)
+        values = state_values(model)
+        np.savez(os.path.join(self.folder, states), *values)
+        state = {"epoch": epoch, "weights": weights, "states": states, **state}
+        atomic_write(self.path, lambda f: json.dump(state, f))
+        for name in os.listdir(self.folder):
+            if name not in ("state.json", weights, states):
+                os.remove(os.path.join(self.folder, name))
+
+    def delete(self):
+        if os.path.isdir(self.folder):
+            for name in os.listdir(self.folder):
+                os.remove(os.path.join(self.folder, name))
+            os.rmdir(self.folder)
 
 
 class StreamTraining(keras.callbacks.Callback):
     """Resets the state when the training streams start over; after every
-    epoch evaluates validation and test BPC, prints and logs them."""
+    epoch evaluates validation and test BPC, prints them, backs the run up
+    (`backup`) and then rewrites `log_path` from the backed-up history."""
 
-    def __init__(self, chunks, evals, batch_size, log_path):
+    def __init__(
+        self, chunks, evals, batch_size, log_path, backup, resumed=None
+    ):
         super().__init__()
+        resumed = resumed or {}
         self.chunks = chunks
         self.evals = evals
         self.batch_size = batch_size
         self.log_path = log_path
-        self.position = 0  # batches read by this fit() call
+        self.backup = backup
+        # Batches read in the whole run, resumed parts included.
+        self.position = resumed.get("position", 0)
         self.step = 0  # training steps, counting resumed epochs
-        self.start = time.perf_counter()
-        self.history = []
+        self.start = time.perf_counter() - resumed.get("seconds", 0.0)
+        self.history = list(resumed.get("history", []))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.step = epoch * self.params["steps"]
@@ -367,13 +464,14 @@ class StreamTraining(keras.callbacks.Callback):
             ),
             flush=True,
         )
-        if self.log_path:
-            exists = os.path.exists(self.log_path)
-            with open(self.log_path, "a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(row))
-                if not exists:
-                    writer.writeheader()
-                writer.writerow(row)
+        self.backup.save(
+            self.model,
+            epoch + 1,
+            position=self.position,
+            seconds=row["seconds"],
+            history=self.history,
+        )
+        write_history(self.log_path, self.history)
 
 
 # ----------------------------------------------------------------- sampling
@@ -435,7 +533,8 @@ def vocab_path(model_path):
 
 # --------------------------------------------------------------------- main
 def parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.parser(__doc__)
+    positive = _common.positive_int
     parser.add_argument("--data", default="enwik8")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
@@ -458,32 +557,39 @@ def parse(argv=None):
         help="GatedFeedbackRNN(gate_inputs=...): whether every layer's "
         "gates read every layer's previous state (the authors' form)",
     )
-    parser.add_argument("--units", type=int)
-    parser.add_argument("--layers", type=int)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=100)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--clipnorm", type=float, default=1.0)
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--units", type=positive)
+    parser.add_argument("--layers", type=positive)
+    parser.add_argument("--seq-len", type=positive, default=100)
+    parser.add_argument("--clipnorm", type=_common.positive_float, default=1.0)
+    _common.add_common_flags(
+        parser,
+        epochs=100,
+        batch_size=32,
+        learning_rate=2e-3,
+        quick_help="offline and tiny (this script's source as text): CI",
+    )
     parser.add_argument(
         "--steps-per-epoch",
-        type=int,
+        type=positive,
         help="training steps between evaluations (default: one pass)",
     )
     parser.add_argument(
         "--eval-chars",
-        type=int,
+        type=positive,
         help="evaluate each epoch on this many validation/test characters "
         "(default: all); the final test BPC always uses the whole split",
     )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default="lm_out")
     parser.add_argument(
         "--sample", metavar="SEED", help="generate text after SEED"
     )
     parser.add_argument("--load", help="trained .keras model (--sample)")
-    parser.add_argument("--sample-length", type=int, default=500)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument(
+        "--sample-length", type=_common.non_negative_int, default=500
+    )
+    parser.add_argument(
+        "--temperature", type=_common.positive_float, default=1.0
+    )
     parser.add_argument(
         "--plot",
         metavar="PNG",
@@ -495,14 +601,16 @@ def parse(argv=None):
         metavar="LABEL=CSV",
         help="history.csv files of earlier runs, for --plot",
     )
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.units, args.layers = args.units or 16, args.layers or 2
-        args.epochs, args.steps_per_epoch = 2, 3
-        args.batch_size, args.seq_len = 4, 20
-        args.eval_chars = 400
-    return args
+    quick = {
+        "units": 16,
+        "layers": 2,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "batch_size": 4,
+        "seq_len": 20,
+        "eval_chars": 400,
+    }
+    return _common.parse_args(parser, argv, quick=quick)
 
 
 def quick_text():
@@ -511,7 +619,9 @@ def quick_text():
         return f.read() * 2
 
 
-def train(args):
+def train(args, callbacks=()):
+    """Trains, or resumes the run backed up in `args.out_dir`; `callbacks`:
+    more Keras callbacks, after the one that logs and backs up."""
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out_dir, exist_ok=True)
     if args.quick:
@@ -546,21 +656,23 @@ def train(args):
             flush=True,
         )
     steps = args.steps_per_epoch or chunks
-    dataset = _repeating(x, y, b)
-    history = StreamTraining(
-        chunks, evals, b, os.path.join(args.out_dir, "history.csv")
-    )
+    backup = RunBackup(os.path.join(args.out_dir, "backup"))
+    log_path = os.path.join(args.out_dir, "history.csv")
+    resumed = backup.restore(model) or {}
+    if resumed:
+        print(f"resuming after epoch {resumed['epoch']}", flush=True)
+    # Also repairs a history.csv that a kill left behind the backup.
+    write_history(log_path, resumed.get("history", []))
+    position = resumed.get("position", 0)
+    dataset = _repeating(x, y, b, skip=position % chunks)
+    history = StreamTraining(chunks, evals, b, log_path, backup, resumed)
     start = time.perf_counter()
     model.fit(
         dataset,
         epochs=args.epochs,
+        initial_epoch=resumed.get("epoch", 0),
         steps_per_epoch=steps,
-        callbacks=[
-            keras.callbacks.BackupAndRestore(
-                os.path.join(args.out_dir, "backup")
-            ),
-            history,
-        ],
+        callbacks=[history, *callbacks],
         shuffle=False,
         verbose=0,
     )
@@ -571,6 +683,7 @@ def train(args):
     model.save(path)
     with open(vocab_path(path), "w") as f:
         json.dump({"symbols": vocab.symbols, "args": vars(args)}, f)
+    backup.delete()  # the run is complete
     print(
         f"final test BPC {test_bpc:.4f} ({len(test_x) * t:,} characters); "
         f"training {seconds:.0f} s; saved {path}",
@@ -579,12 +692,14 @@ def train(args):
     return {"test_bpc": test_bpc, "history": history.history, "model": path}
 
 
-def _repeating(x, y, batch_size):
-    """Batches in order, forever (state continuity across epochs)."""
-    import tensorflow as tf
+def _repeating(x, y, batch_size, skip=0):
+    """Batches in order from batch `skip`, forever (state continuity
+    across epochs)."""
+    tf = _common.import_tensorflow("char_lm.py's input pipeline (tf.data)")
 
     data = tf.data.Dataset.from_tensor_slices((x, y))
-    return data.batch(batch_size, drop_remainder=True).repeat()
+    data = data.batch(batch_size, drop_remainder=True).repeat()
+    return data.skip(skip) if skip else data
 
 
 def main(argv=None):

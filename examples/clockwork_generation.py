@@ -15,17 +15,15 @@ periods and phases (no audio clip ships with the package), normalised to
     python examples/clockwork_generation.py --quick     # CI
 """
 
-import argparse
 import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_gfrnn import ClockworkRNN  # noqa: E402
+from keras_gfrnn import ClockworkRNN
 
 STEPS = 320
 
@@ -113,27 +111,27 @@ def plot(target, curves, path):
     return path
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse(argv=None):
+    parser = _common.parser(__doc__)
     parser.add_argument(
         "--steps",
-        type=int,
+        type=_common.positive_int,
         default=1500,
         help="training steps (full-batch: one sequence)",
     )
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    _common.add_common_flags(
+        parser,
+        learning_rate=3e-3,
+        quick_help="20 training steps: checks the script runs",
+    )
     parser.add_argument(
         "--plot", default=os.path.join("artifacts", "clockwork.png")
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="20 training steps: checks the script runs",
-    )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.steps = 20
+    return _common.parse_args(parser, argv, quick={"steps": 20})
+
+
+def main(argv=None):
+    args = parse(argv)
     target = target_waveform()
     curves = {}
     print("| model | parameters | NMSE | training s |")

@@ -25,19 +25,16 @@ Example program (length 4, nesting 3) and its target:
     4150
 """
 
-import argparse
 import contextlib
 import io
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
-from keras_gfrnn.gated_feedback_rnn import KERAS_LAYERS  # noqa: E402
+from keras_gfrnn import GatedFeedbackRNN
+from keras_gfrnn.gated_feedback_rnn import KERAS_LAYERS
 
 OPERATIONS = ("add", "sub", "mul", "assign", "if", "for")
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz+-*=<>():. \n"
@@ -241,7 +238,8 @@ def format_grid(grid, args):
 
 
 def parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _common.parser(__doc__)
+    positive = _common.positive_int
     parser.add_argument("--model", choices=["gf", "stacked"], default="gf")
     parser.add_argument(
         "--unit-type", choices=["tanh", "gru", "lstm"], default="lstm"
@@ -253,26 +251,32 @@ def parse(argv=None):
         help="GF gates read every layer's previous state (the authors' "
         "form, default) or only their own layer's (keras_gfrnn 0.1.0)",
     )
-    parser.add_argument("--units", type=int, default=100)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--embed", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=2)
-    parser.add_argument("--max-nesting", type=int, default=2)
-    parser.add_argument("--train-programs", type=int, default=50_000)
-    parser.add_argument("--valid-programs", type=int, default=1000)
-    parser.add_argument("--test-per-cell", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.units, args.layers, args.embed = 16, 2, 8
-        args.train_programs, args.test_per_cell = 64, 4
-        args.valid_programs = 16
-        args.steps, args.batch_size = 4, 16
-    return args
+    parser.add_argument("--units", type=positive, default=100)
+    parser.add_argument("--layers", type=positive, default=3)
+    parser.add_argument("--embed", type=positive, default=32)
+    parser.add_argument("--max-length", type=positive, default=2)
+    parser.add_argument("--max-nesting", type=positive, default=2)
+    parser.add_argument("--train-programs", type=positive, default=50_000)
+    parser.add_argument("--valid-programs", type=positive, default=1000)
+    parser.add_argument("--test-per-cell", type=positive, default=500)
+    parser.add_argument("--steps", type=positive, default=3000)
+    _common.add_common_flags(
+        parser,
+        batch_size=64,
+        learning_rate=2e-3,
+        quick_help="a tiny model, 4 steps: CI",
+    )
+    quick = {
+        "units": 16,
+        "layers": 2,
+        "embed": 8,
+        "train_programs": 64,
+        "test_per_cell": 4,
+        "valid_programs": 16,
+        "steps": 4,
+        "batch_size": 16,
+    }
+    return _common.parse_args(parser, argv, quick=quick)
 
 
 def main(argv=None):

@@ -18,17 +18,15 @@ instead; `--distribute mirrored` needs TensorFlow.
     python examples/renet_classifier.py --quick --distribute mirrored
 """
 
-import argparse
 import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
 
-import keras  # noqa: E402
-
-from keras_gfrnn import ReNet2D  # noqa: E402
-from keras_gfrnn import datasets  # noqa: E402
+from keras_gfrnn import ReNet2D
+from keras_gfrnn import datasets
 
 # Paper, Table 1: (ReNet layers as (units, patch, cell), FC sizes, test error)
 PAPER = {
@@ -87,23 +85,8 @@ def build_model(
     return model
 
 
-def mirrored_strategy():
-    """MirroredStrategy over the GPUs, or over two logical CPU devices."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return tf.distribute.MirroredStrategy()
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    if len(tf.config.get_logical_device_configuration(cpu) or []) < 2:
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-        )
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse(argv=None):
+    parser = _common.parser(__doc__)
     parser.add_argument(
         "--dataset",
         default="mnist_sample",
@@ -111,45 +94,38 @@ def main(argv=None):
     )
     parser.add_argument("--preset", choices=["paper", "small"], default="small")
     parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--dropout", type=float, default=0.3)
+    _common.add_common_flags(
+        parser,
+        epochs=40,
+        batch_size=64,
+        learning_rate=1e-3,
+        quick_help="tiny model, 2 epochs on mnist_sample: CI",
+    )
+    parser.add_argument("--dropout", type=_common.probability, default=0.3)
     parser.add_argument(
         "--patience",
-        type=int,
+        type=_common.non_negative_int,
         default=8,
         help="early stopping patience (epochs)",
     )
     parser.add_argument("--no-augment", dest="augment", action="store_false")
-    parser.add_argument("--corruption", type=float, default=0.2)
-    parser.add_argument(
-        "--distribute", choices=["none", "mirrored"], default="none"
-    )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corruption", type=_common.probability, default=0.2)
+    _common.add_distribute_flag(parser)
     parser.add_argument(
         "--backup-dir", default=os.path.join("artifacts", "renet_backup")
     )
     parser.add_argument(
         "--export-dir", default=os.path.join("artifacts", "renet_savedmodel")
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny model, 2 epochs on mnist_sample: CI",
-    )
-    args = parser.parse_args(argv)
-    backend = keras.backend.backend()
-    if args.distribute == "mirrored" and backend != "tensorflow":
-        parser.error(
-            "--distribute mirrored (tf.distribute.MirroredStrategy) needs "
-            f"KERAS_BACKEND=tensorflow; this is {backend}"
-        )
-    width = 1.0
-    if args.quick:
-        args.epochs, width = 2, 0.25
+    args = _common.parse_args(parser, argv, quick={"epochs": 2})
+    _common.check_distribute(parser, args)
+    return args
 
-    strategy = mirrored_strategy() if args.distribute == "mirrored" else None
+
+def main(argv=None):
+    args = parse(argv)
+    width = 0.25 if args.quick else 1.0
+    strategy = _common.strategy(args.distribute)
     keras.utils.set_random_seed(args.seed)
 
     def load(split, **kw):
@@ -162,6 +138,7 @@ def main(argv=None):
             **kw,
         )
 
+    _common.preload_tensorflow()
     try:
         train = load("train", augment=args.augment, corruption=args.corruption)
         val = load("validation", shuffle=False)
@@ -178,10 +155,11 @@ def main(argv=None):
         )
 
     if strategy is not None:
-        print(f"MirroredStrategy over {strategy.num_replicas_in_sync} replicas")
-        with strategy.scope():
-            model = make()
-    else:
+        print(
+            f"{type(strategy).__name__} over "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
+    with _common.scope(strategy):
         model = make()
     model.summary()
     callbacks = [
@@ -202,6 +180,8 @@ def main(argv=None):
         validation_data=val,
         epochs=args.epochs,
         callbacks=callbacks,
+        # The tf.data pipeline shuffles the training set itself.
+        shuffle=False,
         verbose=2 if args.quick else "auto",
     )
     seconds = time.perf_counter() - start

@@ -21,13 +21,12 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_gfrnn import GatedFeedbackRNN  # noqa: E402
-from keras_gfrnn import datasets  # noqa: E402
+from keras_gfrnn import GatedFeedbackRNN
+from keras_gfrnn import datasets
 
 
 def load(args):
@@ -83,8 +82,7 @@ def export_and_check(model, path, x):
     reason = savedmodel_unavailable()
     if reason:
         return save_keras_and_check(model, path, x, reason)
-    import tensorflow as tf
-
+    tf = _common.import_tensorflow("SavedModel export")
     model.export(path, format="tf_saved_model", verbose=False)
     reloaded = tf.saved_model.load(path)
     served = reloaded.serve(tf.constant(x)).numpy()
@@ -113,8 +111,8 @@ def save_keras_and_check(model, path, x, reason):
     return diff
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse(argv=None):
+    parser = _common.parser(__doc__)
     parser.add_argument(
         "--dataset",
         choices=["mnist_sample", "mnist"],
@@ -132,25 +130,24 @@ def main(argv=None):
         default=True,
         help="gated feedback (default) or a plain stack (--no-feedback)",
     )
-    parser.add_argument("--units", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--units", type=_common.positive_int, default=64)
+    parser.add_argument("--layers", type=_common.positive_int, default=3)
+    parser.add_argument("--dropout", type=_common.probability, default=0.0)
+    _common.add_common_flags(
+        parser,
+        epochs=20,
+        batch_size=64,
+        learning_rate=3e-3,
+        quick_help="512 training digits, 1 epoch, 32 units: CI",
+    )
     parser.add_argument(
         "--export-dir", default=os.path.join("artifacts", "sequential_mnist")
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="512 training digits, 1 epoch, 32 units: CI",
-    )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.epochs, args.units = 1, 32
+    return _common.parse_args(parser, argv, quick={"epochs": 1, "units": 32})
 
+
+def main(argv=None):
+    args = parse(argv)
     keras.utils.set_random_seed(args.seed)
     try:
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = load(args)

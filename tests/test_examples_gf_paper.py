@@ -1,6 +1,7 @@
 """The GF-RNN paper's experiments: examples/char_lm.py and
 examples/learning_to_execute.py (data, generator, metrics, --quick runs)."""
 
+import csv
 import math
 import os
 import subprocess
@@ -11,19 +12,11 @@ import keras
 import numpy as np
 import pytest
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+from tests import layer_checks
+from tests.test_examples import import_example
 
-
-def _import(name):
-    sys.path.insert(0, EXAMPLES)
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
-
-
-lm = _import("char_lm")
-l2e = _import("learning_to_execute")
+lm = import_example("char_lm")
+l2e = import_example("learning_to_execute")
 
 
 # ------------------------------------------------------------ char_lm data
@@ -262,3 +255,143 @@ def test_learning_to_execute_quick(model, capsys):
     assert all(0.0 <= v <= 1.0 for v in grid.values())
     out = capsys.readouterr().out
     assert "| length \\ nesting | 1 | 2 |" in out
+
+
+# ------------------------------------------------ char_lm: kill and resume
+class Killed(Exception):
+    """Stands for a SIGKILL: the process stops there, nothing after runs."""
+
+
+class KillAt(keras.callbacks.Callback):
+    """Kills the run at the end of `epoch` (1-based; after the backup and
+    the history, which are written before) or after batch `batch` of it."""
+
+    def __init__(self, epoch, batch=None):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
+            raise Killed(f"epoch {self.epoch} batch {batch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch and self.batch is None:
+            raise Killed(f"end of epoch {self.epoch}")
+
+
+def _lm_args(out_dir):
+    # 3 steps an epoch of 600+ chunks: an epoch restarted at chunk 0 would
+    # train on other text.
+    return lm.parse(["--quick", "--out-dir", str(out_dir)])
+
+
+def _lm_result(result):
+    weights = keras.saving.load_model(result["model"]).get_weights()
+    rows = [
+        {k: v for k, v in row.items() if k != "seconds"}
+        for row in result["history"]
+    ]
+    return weights, rows
+
+
+def _history_csv(out_dir):
+    with open(out_dir / "history.csv") as f:
+        return [
+            {k: float(v) for k, v in row.items() if k != "seconds"}
+            for row in csv.DictReader(f)
+        ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    result = lm.train(_lm_args(out))
+    again = lm.train(_lm_args(tmp_path_factory.mktemp("again")))
+    weights, rows = _lm_result(result)
+    for a, b in zip(weights, _lm_result(again)[0]):  # bit for bit
+        np.testing.assert_array_equal(a, b)
+    assert not (out / "backup").exists()  # deleted once the run completed
+    return weights, rows
+
+
+def _fail_writing(name, after=0, replaced=False):
+    """An `atomic_write` that kills the run while it writes the file `name`
+    for the time `after + 1`: before its temporary file replaces the file
+    (`replaced=False`) or right after."""
+    write, calls = lm.atomic_write, []
+
+    def failing(path, content):
+        if os.path.basename(path) != name:
+            return write(path, content)
+        calls.append(path)
+        if len(calls) <= after:
+            return write(path, content)
+        if replaced:
+            write(path, content)
+        else:
+            with open(f"{path}.tmp", "w") as f:
+                content(f)  # a part, never renamed
+        raise Killed(f"writing {name}")
+
+    return failing
+
+
+KILLS = {
+    # killed between two epochs: everything of epoch 1 is on disk.
+    "end_of_epoch": dict(callback=KillAt(1)),
+    # killed in epoch 2: its batches are trained again from the backup.
+    "mid_epoch": dict(callback=KillAt(2, batch=1)),
+    # killed before the backup's commit point: epoch 1 trained again.
+    "before_backup": dict(write="state.json"),
+    # killed after the commit, before history.csv has epoch 1's row.
+    "before_history": dict(write="state.json", replaced=True),
+    # killed while history.csv's new version is written.
+    # (the first history.csv is written when the run starts)
+    "writing_history": dict(write="history.csv", after=1),
+}
+
+
+@layer_checks.tensorflow_only("a stateful model trained bit for bit")
+@pytest.mark.parametrize("kill", sorted(KILLS))
+def test_char_lm_resumes_exactly(kill, uninterrupted, tmp_path, monkeypatch):
+    """A run killed at any point and run again ends with the uninterrupted
+    run's weights, history rows and a history.csv with its header."""
+    plan = KILLS[kill]
+    with monkeypatch.context() as patch:
+        callbacks = [plan["callback"]] if "callback" in plan else []
+        if "write" in plan:
+            failing = _fail_writing(
+                plan["write"], plan.get("after", 0), plan.get("replaced")
+            )
+            patch.setattr(lm, "atomic_write", failing)
+        with pytest.raises(Killed):
+            lm.train(_lm_args(tmp_path), callbacks=callbacks)
+    # What a reader finds after the kill: a whole history.csv, header first.
+    rows = _history_csv(tmp_path)
+    assert len(rows) <= 1
+    keras.backend.clear_session()
+    result = lm.train(_lm_args(tmp_path))
+    weights, history = _lm_result(result)
+    expected_weights, expected_history = uninterrupted
+    assert history == expected_history
+    assert _history_csv(tmp_path) == [
+        {k: float(v) for k, v in row.items()} for row in expected_history
+    ]
+    for a, b in zip(weights, expected_weights):
+        np.testing.assert_array_equal(a, b)
+    png = tmp_path / "curves.png"
+    lm.main(["--plot", str(png), "--histories", f"x={tmp_path}/history.csv"])
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_char_lm_history_is_replaced_not_appended(tmp_path):
+    """A run in a folder that holds a finished run's history.csv starts a
+    new one (the old code appended: epochs 1, 2, 1, 2; and an empty file
+    left by a kill never got its header)."""
+    (tmp_path / "history.csv").write_text("")
+    lm.train(_lm_args(tmp_path))
+    lm.train(_lm_args(tmp_path))
+    assert [row["epoch"] for row in _history_csv(tmp_path)] == [1.0, 2.0]

@@ -1,0 +1,221 @@
+"""Shared by the example scripts (not part of the package).
+
+Imported by every script before Keras: it sets `TF_CPP_MIN_LOG_LEVEL=3`
+(unless set already) and imports Keras, and TensorFlow on request, with
+TensorFlow's start-up log lines filtered out (the native library prints
+them before its log level is read). It also holds the argparse types that
+report a bad value by the flag's name, the flags every script shares, and
+the `tf.distribute` strategies of `--distribute`.
+"""
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# A native TensorFlow log line: "I0000 00:00:1795.123   17 port.cc:153] ...".
+_NATIVE_LOG = re.compile(
+    r"^([IWEF])\d{4} \d\d:\d\d:[\d.]+\s+\d+ [\w./-]+:\d+\]"
+)
+_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog()"
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+
+
+def filter_native_log(text, min_level=None):
+    """`text` without TensorFlow's native log records below `min_level`
+    (default: `TF_CPP_MIN_LOG_LEVEL`), nor their continuation lines."""
+    if min_level is None:
+        try:
+            min_level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL") or 0)
+        except ValueError:
+            min_level = 0
+    kept, dropping = [], False
+    for line in text.splitlines(keepends=True):
+        match = _NATIVE_LOG.match(line)
+        if match:
+            dropping = _SEVERITY[match.group(1)] < min_level
+        elif line.startswith(_ABSL_NOTICE):
+            dropping = min_level > 0
+        # Other lines continue the record before them.
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered():
+    """Sends file descriptor 2 to a file while the block runs, then writes
+    it back to stderr without the native log records `TF_CPP_MIN_LOG_LEVEL`
+    silences."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr
+        yield
+        return
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            text = log.read().decode("utf-8", errors="replace")
+            sys.stderr.write(filter_native_log(text))
+            sys.stderr.flush()
+
+
+def quiet_import(name):
+    """Imports module `name` (Keras, TensorFlow) without TensorFlow's
+    start-up log noise."""
+    if name in sys.modules:
+        return sys.modules[name]
+    with _native_stderr_filtered():
+        return importlib.import_module(name)
+
+
+def import_tensorflow(purpose):
+    """TensorFlow, or a clear error saying what needs it."""
+    if importlib.util.find_spec("tensorflow") is None:
+        raise SystemExit(
+            f'{purpose} needs TensorFlow: pip install "keras-gfrnn[tensorflow]"'
+        )
+    return quiet_import("tensorflow")
+
+
+def preload_tensorflow():
+    """Imports TensorFlow quietly where it is installed, before a library
+    (tf.data in keras_gfrnn.datasets) imports it with its log noise."""
+    if importlib.util.find_spec("tensorflow") is not None:
+        quiet_import("tensorflow")
+
+
+keras = quiet_import("keras")
+
+
+# ------------------------------------------------------------ argparse types
+def _checked(kind, valid, expected, name):
+    """An argparse type: `kind(text)` where `valid` of it holds; else an
+    ArgumentTypeError that argparse reports with the flag's name."""
+
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(
+                f"expected {expected}. Received: {text!r}"
+            )
+        return value
+
+    convert.__name__ = convert.__qualname__ = name
+    return convert
+
+
+positive_int = _checked(
+    int, lambda v: v >= 1, "a positive integer", "positive_int"
+)
+non_negative_int = _checked(
+    int, lambda v: v >= 0, "a non-negative integer", "non_negative_int"
+)
+positive_float = _checked(
+    float,
+    lambda v: 0.0 < v < float("inf"),
+    "a positive finite number",
+    "positive_float",
+)
+# A rate: dropout, input corruption.
+probability = _checked(
+    float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)", "probability"
+)
+
+
+# --------------------------------------------------------------------- flags
+def parser(doc):
+    """An ArgumentParser described by the first line of `doc`."""
+    return argparse.ArgumentParser(description=doc.splitlines()[0])
+
+
+def add_common_flags(
+    parser,
+    *,
+    quick_help,
+    epochs=None,
+    batch_size=None,
+    learning_rate=None,
+):
+    """--seed and --quick; --epochs, --batch-size and --learning-rate where
+    a default is given."""
+    if epochs is not None:
+        parser.add_argument("--epochs", type=positive_int, default=epochs)
+    if batch_size is not None:
+        parser.add_argument(
+            "--batch-size", type=positive_int, default=batch_size
+        )
+    if learning_rate is not None:
+        parser.add_argument(
+            "--learning-rate", type=positive_float, default=learning_rate
+        )
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+
+
+def parse_args(parser, argv=None, quick=None):
+    """Parses `argv`; with --quick, the `quick` values replace the
+    defaults (a flag given explicitly still wins)."""
+    args = parser.parse_args(argv)
+    if args.quick and quick:
+        parser.set_defaults(**quick)
+        args = parser.parse_args(argv)
+    return args
+
+
+# -------------------------------------------------------------- distribution
+def add_distribute_flag(parser):
+    parser.add_argument(
+        "--distribute",
+        choices=["none", "mirrored"],
+        default="none",
+        help="mirrored: tf.distribute.MirroredStrategy over this machine's "
+        "GPUs (two logical CPUs without one); TensorFlow backend only",
+    )
+
+
+def check_distribute(parser, args):
+    """Exits through `parser.error` where `--distribute` cannot run."""
+    backend = keras.backend.backend()
+    if args.distribute != "none" and backend != "tensorflow":
+        parser.error(
+            f"--distribute {args.distribute} (tf.distribute) needs "
+            f"KERAS_BACKEND=tensorflow; this is {backend}"
+        )
+
+
+def strategy(distribute):
+    """The tf.distribute strategy of `--distribute`, or None."""
+    if distribute == "none":
+        return None
+    tf = import_tensorflow(f"--distribute {distribute}")
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if len(tf.config.get_logical_device_configuration(cpu) or []) < 2:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def scope(strategy):
+    """`strategy.scope()`, or a no-op without a strategy."""
+    return strategy.scope() if strategy else contextlib.nullcontext()
