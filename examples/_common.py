@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -180,13 +181,23 @@ def parse_args(parser, argv=None, quick=None):
 
 
 # -------------------------------------------------------------- distribution
-def add_distribute_flag(parser):
+DISTRIBUTE_HELP = {
+    "mirrored": "mirrored: tf.distribute.MirroredStrategy over this "
+    "machine's GPUs (two logical CPUs without one)",
+    "multi_worker": "multi_worker: tf.distribute.MultiWorkerMirroredStrategy, "
+    "the cluster and this worker's index in the TF_CONFIG environment "
+    "variable (worker 0 writes the run's files, the others to a temporary "
+    "folder)",
+}
+
+
+def add_distribute_flag(parser, modes=("mirrored", "multi_worker")):
     parser.add_argument(
         "--distribute",
-        choices=["none", "mirrored"],
+        choices=["none", *modes],
         default="none",
-        help="mirrored: tf.distribute.MirroredStrategy over this machine's "
-        "GPUs (two logical CPUs without one); TensorFlow backend only",
+        help="; ".join(DISTRIBUTE_HELP[mode] for mode in modes)
+        + "; TensorFlow backend only",
     )
 
 
@@ -198,13 +209,69 @@ def check_distribute(parser, args):
             f"--distribute {args.distribute} (tf.distribute) needs "
             f"KERAS_BACKEND=tensorflow; this is {backend}"
         )
+    if args.distribute == "multi_worker":
+        try:
+            worker = cluster_worker()
+        except ValueError as error:
+            parser.error(f"--distribute multi_worker: {error}")
+        if worker is None:
+            parser.error(
+                "--distribute multi_worker needs the TF_CONFIG environment "
+                "variable (the cluster and this worker's task); see "
+                "https://www.tensorflow.org/guide/distributed_training"
+            )
+
+
+def cluster_worker():
+    """(index, number of workers) of this worker from TF_CONFIG, or None
+    where TF_CONFIG is unset."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+        workers = config["cluster"]["worker"]
+        task = config["task"]
+        index = int(task["index"])
+        if task["type"] != "worker" or not 0 <= index < len(workers):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(
+            "TF_CONFIG must be JSON with a cluster.worker list of "
+            'host:port and a task {"type": "worker", "index": i} within it. '
+            f"Received: TF_CONFIG={text!r}"
+        ) from None
+    return index, len(workers)
+
+
+def is_chief():
+    """Whether this process writes the run's files (worker 0, or alone)."""
+    worker = cluster_worker() if os.environ.get("TF_CONFIG") else None
+    return worker is None or worker[0] == 0
+
+
+def worker_dir(path):
+    """`path` on the chief; on another worker a new temporary folder, as
+    in TensorFlow's multi-worker guide (every worker saves, as saving may
+    take part in collective operations, but only the chief's files are
+    kept)."""
+    if is_chief():
+        return path
+    index = cluster_worker()[0]
+    folder = tempfile.mkdtemp(prefix=f"worker{index}-")
+    print(f"worker {index} writes its files to {folder}", flush=True)
+    return folder
 
 
 def strategy(distribute):
-    """The tf.distribute strategy of `--distribute`, or None."""
+    """The tf.distribute strategy of `--distribute`, or None. Call it
+    before TensorFlow runs anything (MultiWorkerMirroredStrategy must be
+    created first)."""
     if distribute == "none":
         return None
     tf = import_tensorflow(f"--distribute {distribute}")
+    if distribute == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return tf.distribute.MirroredStrategy()
@@ -219,3 +286,90 @@ def strategy(distribute):
 def scope(strategy):
     """`strategy.scope()`, or a no-op without a strategy."""
     return strategy.scope() if strategy else contextlib.nullcontext()
+
+
+def fit_multi_worker(
+    model,
+    strategy,
+    dataset_fn,
+    loss_fn,
+    *,
+    epochs,
+    steps_per_epoch,
+    callbacks=(),
+    verbose=True,
+):
+    """`model.fit` for MultiWorkerMirroredStrategy, as a custom loop.
+
+    Keras 3.15's `fit`, `evaluate` and `train_on_batch` fail under this
+    strategy (keras-team/keras#20585): `fit` reduces its first batch with
+    `strategy.reduce("MEAN", batch, axis=None)`, "ValueError: Attempt to
+    convert a value (PerReplica:{...}) with an unsupported type (<class
+    '...PerReplica'>) to a Tensor"; `train_on_batch` reduces its scalar
+    logs along axis 0, "ValueError: Invalid reduction dimension 0 for
+    input with 0 dimensions". The model's own optimizer works in replica
+    context: `apply_gradients` sums the gradients over the workers (after
+    its `clipnorm`, as in `fit` under MirroredStrategy) and updates the
+    mirrored variables.
+
+    `model` is built and compiled in `strategy.scope()`; `dataset_fn(ctx)`
+    gives this worker's batches (of `tf.distribute.InputContext` `ctx`)
+    without end; `loss_fn(y, y_pred)` the loss of each example. Keras
+    callbacks see `on_(epoch|train_batch)_(begin|end)` with the global
+    mean `loss`. Returns the epochs' mean losses.
+    """
+    tf = import_tensorflow("--distribute multi_worker")
+    batches = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    variables = model.trainable_variables
+    if not model.optimizer.built:
+        with strategy.scope():
+            model.optimizer.build(variables)
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            # Divided by the global batch size: the sum over the workers
+            # is the mean.
+            loss = tf.nn.compute_average_loss(loss_fn(y, y_pred))
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, variables)
+        model.optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    @tf.function
+    def train_step(iterator):
+        loss = strategy.run(replica_step, args=next(iterator))
+        return strategy.reduce("SUM", loss, axis=None)
+
+    callbacks = keras.callbacks.CallbackList(
+        list(callbacks), model=model, epochs=epochs, steps=steps_per_epoch
+    )
+    callbacks.on_train_begin()
+    history = []
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            callbacks.on_train_batch_begin(step)
+            loss = float(train_step(batches))
+            total += loss
+            callbacks.on_train_batch_end(step, {"loss": loss})
+        history.append(total / steps_per_epoch)
+        if verbose:
+            print(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
+        callbacks.on_epoch_end(epoch, {"loss": history[-1]})
+    callbacks.on_train_end()
+    return history
+
+
+def mean_loss(model, batches, loss_fn):
+    """The mean of `loss_fn(y, model(x))` over the (x, y) `batches`, a
+    plain loop on this worker (Keras' `evaluate` fails under
+    MultiWorkerMirroredStrategy, see `fit_multi_worker`)."""
+    total, count = 0.0, 0
+    for x, y in batches:
+        loss = loss_fn(y, model(x, training=False))
+        total += float(keras.ops.sum(loss))
+        count += int(loss.shape[0])
+    return total / count

@@ -307,12 +307,21 @@ def reset_states(model):
         layer.reset_state()
 
 
-def bits_per_character(model, x, y, batch_size):
+def bits_per_character(model, x, y, batch_size, loss_fn=None):
     """Mean BPC over the streams, the state carried along them; the
-    training state is put back afterwards."""
+    training state is put back afterwards. With `loss_fn` (under
+    --distribute multi_worker, where Keras' `evaluate` fails) in a plain
+    loop."""
     saved = state_values(model)
     reset_states(model)
-    loss = model.evaluate(x, y, batch_size=batch_size, verbose=0)
+    if loss_fn is None:
+        loss = model.evaluate(x, y, batch_size=batch_size, verbose=0)
+    else:
+        starts = range(0, len(x), batch_size)
+        batches = (
+            (x[i : i + batch_size], y[i : i + batch_size]) for i in starts
+        )
+        loss = _common.mean_loss(model, batches, loss_fn)
     set_state_values(model, saved)
     return float(loss) / math.log(2)
 
@@ -419,10 +428,18 @@ class StreamTraining(keras.callbacks.Callback):
     (`backup`) and then rewrites `log_path` from the backed-up history."""
 
     def __init__(
-        self, chunks, evals, batch_size, log_path, backup, resumed=None
+        self,
+        chunks,
+        evals,
+        batch_size,
+        log_path,
+        backup,
+        resumed=None,
+        loss_fn=None,
     ):
         super().__init__()
         resumed = resumed or {}
+        self.loss_fn = loss_fn
         self.chunks = chunks
         self.evals = evals
         self.batch_size = batch_size
@@ -453,7 +470,7 @@ class StreamTraining(keras.callbacks.Callback):
         }
         for name, (x, y) in self.evals.items():
             row[f"{name}_bpc"] = bits_per_character(
-                self.model, x, y, self.batch_size
+                self.model, x, y, self.batch_size, self.loss_fn
             )
         row["seconds"] = time.perf_counter() - self.start
         self.history.append(row)
@@ -580,6 +597,7 @@ def parse(argv=None):
         "(default: all); the final test BPC always uses the whole split",
     )
     parser.add_argument("--out-dir", default="lm_out")
+    _common.add_distribute_flag(parser, modes=("multi_worker",))
     parser.add_argument(
         "--sample", metavar="SEED", help="generate text after SEED"
     )
@@ -610,7 +628,9 @@ def parse(argv=None):
         "seq_len": 20,
         "eval_chars": 400,
     }
-    return _common.parse_args(parser, argv, quick=quick)
+    args = _common.parse_args(parser, argv, quick=quick)
+    _common.check_distribute(parser, args)
+    return args
 
 
 def quick_text():
@@ -619,10 +639,26 @@ def quick_text():
         return f.read() * 2
 
 
+def sequence_loss(y, logits):
+    """The mean loss of each sequence (--distribute multi_worker)."""
+    loss = keras.losses.sparse_categorical_crossentropy(
+        y, logits, from_logits=True
+    )
+    return keras.ops.mean(loss, axis=-1)
+
+
 def train(args, callbacks=()):
     """Trains, or resumes the run backed up in `args.out_dir`; `callbacks`:
-    more Keras callbacks, after the one that logs and backs up."""
+    more Keras callbacks, after the one that logs and backs up. With
+    --distribute multi_worker every replica trains on its own --batch-size
+    streams, the run starts afresh (no resume) and only worker 0 writes to
+    `args.out_dir`."""
+    strategy = _common.strategy(args.distribute)  # before anything in TF
+    replicas = strategy.num_replicas_in_sync if strategy else 1
+    loss_fn = sequence_loss if strategy else None
     keras.utils.set_random_seed(args.seed)
+    if strategy:
+        args.out_dir = _common.worker_dir(args.out_dir)
     os.makedirs(args.out_dir, exist_ok=True)
     if args.quick:
         raw, enwik8 = quick_text(), False
@@ -631,13 +667,14 @@ def train(args, callbacks=()):
     train_text, valid_text, test_text = split_text(raw, enwik8)
     vocab = Vocabulary.from_text(train_text)
     b, t = args.batch_size, args.seq_len
-    x, y = streams(vocab.encode(train_text), b, t)
-    chunks = len(x) // b
+    x, y = streams(vocab.encode(train_text), b * replicas, t)
+    chunks = len(x) // (b * replicas)
     evals = {
         name: streams(vocab.encode(text), b, t, args.eval_chars)
         for name, text in (("valid", valid_text), ("test", test_text))
     }
-    model = build_model(len(vocab), args, b)
+    with _common.scope(strategy):
+        model = build_model(len(vocab), args, b)
     layers, units = model_sizes(args, len(vocab))
     print(
         f"{args.model} {args.unit_type} {layers}x{units}: "
@@ -658,27 +695,52 @@ def train(args, callbacks=()):
     steps = args.steps_per_epoch or chunks
     backup = RunBackup(os.path.join(args.out_dir, "backup"))
     log_path = os.path.join(args.out_dir, "history.csv")
-    resumed = backup.restore(model) or {}
+    resumed = {} if strategy else backup.restore(model) or {}
     if resumed:
         print(f"resuming after epoch {resumed['epoch']}", flush=True)
     # Also repairs a history.csv that a kill left behind the backup.
     write_history(log_path, resumed.get("history", []))
     position = resumed.get("position", 0)
-    dataset = _repeating(x, y, b, skip=position % chunks)
-    history = StreamTraining(chunks, evals, b, log_path, backup, resumed)
-    start = time.perf_counter()
-    model.fit(
-        dataset,
-        epochs=args.epochs,
-        initial_epoch=resumed.get("epoch", 0),
-        steps_per_epoch=steps,
-        callbacks=[history, *callbacks],
-        shuffle=False,
-        verbose=0,
+    history = StreamTraining(
+        chunks, evals, b, log_path, backup, resumed, loss_fn
     )
+    start = time.perf_counter()
+    if strategy:
+
+        def dataset_fn(context):
+            """This worker's rows of every global batch, --batch-size
+            rows per replica."""
+            rows = b * replicas // context.num_input_pipelines
+            first = context.input_pipeline_id * rows
+            data = _repeating(x, y, b * replicas).map(
+                lambda x, y: (x[first : first + rows], y[first : first + rows])
+            )
+            return data.unbatch().batch(b)
+
+        _common.fit_multi_worker(
+            model,
+            strategy,
+            dataset_fn,
+            loss_fn,
+            epochs=args.epochs,
+            steps_per_epoch=steps,
+            callbacks=[history, *callbacks],
+            verbose=False,
+        )
+    else:
+        dataset = _repeating(x, y, b, skip=position % chunks)
+        model.fit(
+            dataset,
+            epochs=args.epochs,
+            initial_epoch=resumed.get("epoch", 0),
+            steps_per_epoch=steps,
+            callbacks=[history, *callbacks],
+            shuffle=False,
+            verbose=0,
+        )
     seconds = time.perf_counter() - start
     test_x, test_y = streams(vocab.encode(test_text), b, t)
-    test_bpc = bits_per_character(model, test_x, test_y, b)
+    test_bpc = bits_per_character(model, test_x, test_y, b, loss_fn)
     path = os.path.join(args.out_dir, "model.keras")
     model.save(path)
     with open(vocab_path(path), "w") as f:

@@ -1,12 +1,16 @@
 """The example scripts: their flags, start-up output, warnings and errors
 (examples/_common.py and every script's `parse`)."""
 
+import glob
+import json
 import os
+import socket
 import subprocess
 import sys
 import warnings
 
 import keras
+import numpy as np
 import pytest
 
 from tests import layer_checks
@@ -77,6 +81,8 @@ BAD_FLAGS = [
     ("renet_classifier", "--patience", "-1"),
     ("renet_classifier", "--learning-rate", "-0.1"),
     ("renet_classifier", "--distribute", "everywhere"),
+    # A stateful model of a fixed batch: multi_worker only.
+    ("char_lm", "--distribute", "mirrored"),
     ("clockwork_generation", "--steps", "0"),
     ("clockwork_generation", "--learning-rate", "inf"),
     ("clockwork_generation", "--seed", "x"),
@@ -257,3 +263,159 @@ def test_distribute_needs_tensorflow(capsys):
     with pytest.raises(SystemExit):
         renet.parse(["--distribute", "mirrored"])
     assert "needs KERAS_BACKEND=tensorflow" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["renet_classifier", "char_lm"])
+def test_multi_worker_needs_tensorflow_and_tf_config(name, monkeypatch, capsys):
+    script = SCRIPTS[name]
+    argv = ["--quick", "--distribute", "multi_worker"]
+    good = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}}
+    good["task"] = {"type": "worker", "index": 1}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(good))
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(SystemExit) as info:
+            script.parse(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "--distribute multi_worker (tf.distribute) needs " in err
+        assert "KERAS_BACKEND=tensorflow" in err
+        return
+    assert script.parse(argv).distribute == "multi_worker"
+    monkeypatch.delenv("TF_CONFIG")
+    with pytest.raises(SystemExit) as info:
+        script.parse(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--distribute multi_worker needs the TF_CONFIG environment" in err
+    for bad in (
+        "not json",
+        '{"cluster": {}}',
+        '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": '
+        '"worker", "index": 1}}',
+        '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": '
+        '"chief", "index": 0}}',
+    ):
+        monkeypatch.setenv("TF_CONFIG", bad)
+        with pytest.raises(SystemExit) as info:
+            script.parse(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "--distribute multi_worker: TF_CONFIG must be JSON" in err
+        assert f"Received: TF_CONFIG={bad!r}" in err
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _run_two_workers(script, argv, tmp_path, timeout=180):
+    """Runs examples/`script` as worker 0 and 1 of a cluster on 127.0.0.1;
+    worker i's temporary files go to tmp_path/tmp{i}. Returns the logs."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes, logs = [], []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}}
+        config["task"] = {"type": "worker", "index": index}
+        temporary = tmp_path / f"tmp{index}"
+        temporary.mkdir()
+        env = dict(os.environ, TF_CONFIG=json.dumps(config))
+        env.update(TMPDIR=str(temporary), KERAS_BACKEND="tensorflow")
+        env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        logs.append(tmp_path / f"worker{index}.log")
+        with open(logs[-1], "w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, os.path.join(EXAMPLES, script), *argv],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=ROOT,
+                )
+            )
+    try:
+        for process in processes:
+            process.wait(timeout=timeout)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    texts = [log.read_text() for log in logs]
+    for process, text in zip(processes, texts):
+        assert process.returncode == 0, text[-3000:]
+    return texts
+
+
+def _worker_file(tmp_path, index, name):
+    """The one file or folder `name` that worker `index` wrote to its
+    temporary folder."""
+    (path,) = glob.glob(str(tmp_path / f"tmp{index}" / "worker*" / name))
+    return path
+
+
+def _assert_trained_alike(first, second, initial):
+    """Equal weights on both workers, a few training steps away from
+    `initial`: not equal (trained), closer than two Glorot draws of the
+    models' dense kernels (the same initialisation; an optimizer step of
+    Adam or RMSprop at the learning rates here moves a weight < 0.01)."""
+    assert len(first) == len(second) == len(initial)
+    for a, b in zip(first, second):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    moved = max(float(np.max(np.abs(a - w))) for a, w in zip(first, initial))
+    assert 0 < moved < 0.05, moved
+
+
+@layer_checks.tensorflow_only("tf.distribute.MultiWorkerMirroredStrategy")
+def test_renet_classifier_multi_worker_trains_alike(tmp_path):
+    import tensorflow as tf
+
+    renet = SCRIPTS["renet_classifier"]
+    export = tmp_path / "export"
+    argv = ["--quick", "--epochs", "1", "--distribute", "multi_worker"]
+    argv += ["--export-dir", str(export)]
+    argv += ["--backup-dir", str(tmp_path / "backup")]
+    logs = _run_two_workers("renet_classifier.py", argv, tmp_path)
+    for log in logs:
+        assert "Strategy over 2 replicas" in log, log
+        assert "test accuracy" in log, log
+    first, second = (
+        tf.saved_model.load(path).trainable_variables
+        for path in (str(export), _worker_file(tmp_path, 1, ""))
+    )
+    assert [v.name for v in first] == [v.name for v in second]
+    keras.utils.set_random_seed(0)
+    initial = renet.build_model("mnist_sample", width=0.25).trainable_weights
+    assert [v.shape for v in first] == [tuple(w.shape) for w in initial]
+    _assert_trained_alike(
+        [v.numpy() for v in first],
+        [v.numpy() for v in second],
+        [keras.ops.convert_to_numpy(w) for w in initial],
+    )
+
+
+@layer_checks.tensorflow_only("tf.distribute.MultiWorkerMirroredStrategy")
+def test_char_lm_multi_worker_trains_alike(tmp_path):
+    lm = SCRIPTS["char_lm"]
+    out = tmp_path / "lm"
+    argv = ["--quick", "--epochs", "1", "--steps-per-epoch", "2"]
+    argv += ["--units", "8", "--out-dir", str(out)]
+    logs = _run_two_workers(
+        "char_lm.py", argv + ["--distribute", "multi_worker"], tmp_path
+    )
+    for log in logs:
+        assert "final test BPC" in log, log
+    paths = [str(out / "model.keras"), _worker_file(tmp_path, 1, "model.keras")]
+    first, second = (keras.saving.load_model(p).get_weights() for p in paths)
+    with open(lm.vocab_path(paths[0])) as f:
+        vocab = lm.Vocabulary(json.load(f)["symbols"])
+    args = lm.parse(argv)
+    keras.utils.set_random_seed(0)
+    initial = lm.build_model(len(vocab), args, args.batch_size).get_weights()
+    _assert_trained_alike(first, second, initial)
