@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU tables of README "Performance": the harness under Keras' JAX
+# The GPU tables of docs/performance.md: the harness under Keras' JAX
 # backend (every train step compiled with XLA; cuDNN for LSTM) and under its
 # torch backend (no XLA; cuDNN for LSTM and GRU), one after the other; the
 # infer suite (predict at batch 1 and 256) under both.

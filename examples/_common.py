@@ -170,6 +170,23 @@ def add_common_flags(
     parser.add_argument("--quick", action="store_true", help=quick_help)
 
 
+def add_unit_flags(parser, *, gate_inputs):
+    """--unit-type (GatedFeedbackRNN's unit types) and, if `gate_inputs`,
+    --gate-inputs (GatedFeedbackRNN's `gate_inputs`)."""
+    parser.add_argument(
+        "--unit-type", choices=["tanh", "gru", "lstm"], default="lstm"
+    )
+    if gate_inputs:
+        parser.add_argument(
+            "--gate-inputs",
+            choices=["all_layers", "own_layer"],
+            default="all_layers",
+            help="GatedFeedbackRNN(gate_inputs=...): every layer's gates "
+            "read every layer's previous state (the authors' form, default) "
+            "or only their own layer's (keras_gfrnn 0.1.0)",
+        )
+
+
 def parse_args(parser, argv=None, quick=None):
     """Parses `argv`; with --quick, the `quick` values replace the
     defaults (a flag given explicitly still wins)."""

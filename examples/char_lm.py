@@ -557,22 +557,13 @@ def parse(argv=None):
     parser.add_argument(
         "--model", choices=["single", "stacked", "gf", "gf-l"], default="gf"
     )
-    parser.add_argument(
-        "--unit-type", choices=["tanh", "gru", "lstm"], default="lstm"
-    )
+    _common.add_unit_flags(parser, gate_inputs=True)
     parser.add_argument(
         "--sizes",
         choices=["paper", "matched"],
         default="paper",
         help="paper: Table 1 sizes; matched: gf units for the stacked "
         "model's parameter count (override with --units / --layers)",
-    )
-    parser.add_argument(
-        "--gate-inputs",
-        choices=["all_layers", "own_layer"],
-        default="all_layers",
-        help="GatedFeedbackRNN(gate_inputs=...): whether every layer's "
-        "gates read every layer's previous state (the authors' form)",
     )
     parser.add_argument("--units", type=positive)
     parser.add_argument("--layers", type=positive)

@@ -241,16 +241,7 @@ def parse(argv=None):
     parser = _common.parser(__doc__)
     positive = _common.positive_int
     parser.add_argument("--model", choices=["gf", "stacked"], default="gf")
-    parser.add_argument(
-        "--unit-type", choices=["tanh", "gru", "lstm"], default="lstm"
-    )
-    parser.add_argument(
-        "--gate-inputs",
-        choices=["all_layers", "own_layer"],
-        default="all_layers",
-        help="GF gates read every layer's previous state (the authors' "
-        "form, default) or only their own layer's (keras_gfrnn 0.1.0)",
-    )
+    _common.add_unit_flags(parser, gate_inputs=True)
     parser.add_argument("--units", type=positive, default=100)
     parser.add_argument("--layers", type=positive, default=3)
     parser.add_argument("--embed", type=positive, default=32)

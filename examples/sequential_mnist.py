@@ -121,9 +121,7 @@ def parse(argv=None):
         "mnist: tensorflow-datasets (downloads)",
     )
     parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
-    parser.add_argument(
-        "--unit-type", choices=["tanh", "gru", "lstm"], default="lstm"
-    )
+    _common.add_unit_flags(parser, gate_inputs=False)
     parser.add_argument(
         "--feedback",
         action=argparse.BooleanOptionalAction,

@@ -18,7 +18,7 @@ PERIOD_SETS = [(1, 2, 4, 8), (1, 3, 5), (2, 3), (1,), (1, 2, 4, 16)]
 
 
 # --------------------------------------------------------------------------
-# NumPy reference of the paper's equations (README, ClockworkRNN),
+# NumPy reference of the paper's equations (docs/design.md, ClockworkRNN),
 # independent of the layer's code.
 # --------------------------------------------------------------------------
 def numpy_cwrnn(

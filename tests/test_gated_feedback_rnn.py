@@ -28,7 +28,7 @@ ALL_CASES = [
 
 
 # --------------------------------------------------------------------------
-# NumPy reference of the paper's equations (README, GatedFeedbackRNN),
+# NumPy reference of the paper's equations (docs/design.md, GatedFeedbackRNN),
 # written from the equations and the documented weight layout only (it
 # never calls the layer's code).
 # --------------------------------------------------------------------------
