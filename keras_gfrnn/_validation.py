@@ -41,3 +41,19 @@ def check_choice(name, value, choices):
             f"Received: {name}={value!r}"
         )
     return value
+
+
+def check_seed(seed):
+    """A dropout seed: None or an integer in [0, 2**32)."""
+    # Keras' seeds are uint32 on JAX: a seed outside [0, 2**32) works on
+    # one backend and fails late on another.
+    if seed is not None and (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Integral)
+        or not 0 <= seed < 2**32
+    ):
+        raise ValueError(
+            "Argument `seed` must be None or an integer in [0, 2**32). "
+            f"Received: seed={seed!r}"
+        )
+    return None if seed is None else int(seed)

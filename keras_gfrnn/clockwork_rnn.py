@@ -13,6 +13,7 @@ from keras_gfrnn._rnn import check_initial_state
 from keras_gfrnn._rnn import expose_cell_attributes
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
+from keras_gfrnn._validation import check_seed
 from keras_gfrnn.clockwork_loops import MAX_PERIOD
 from keras_gfrnn.clockwork_loops import Schedule
 from keras_gfrnn.clockwork_loops import module_kernels
@@ -118,7 +119,7 @@ class ClockworkCell(keras.layers.Layer):
         kernel_constraint, recurrent_constraint, bias_constraint: As in
             `keras.layers.SimpleRNN`.
         dropout, recurrent_dropout: Floats in [0, 1).
-        seed: Random seed for dropout.
+        seed: Random seed for dropout: None or an integer in [0, 2**32).
 
     Reference:
         Koutnik, Greff, Gomez, Schmidhuber. A Clockwork RNN. ICML 2014.
@@ -171,8 +172,8 @@ class ClockworkCell(keras.layers.Layer):
         self.recurrent_dropout = check_rate(
             "recurrent_dropout", recurrent_dropout
         )
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self.seed = check_seed(seed)
+        self.seed_generator = keras.random.SeedGenerator(seed=self.seed)
         self.state_size = [self.units, 1]
         self.output_size = self.units
 
@@ -352,7 +353,7 @@ class ClockworkRNN(CellRNN):
         activity_regularizer, kernel_constraint, recurrent_constraint,
         bias_constraint: As in `keras.layers.SimpleRNN`.
         dropout, recurrent_dropout: Floats in [0, 1), one mask per sequence.
-        seed: Random seed for dropout.
+        seed: Random seed for dropout: None or an integer in [0, 2**32).
         return_sequences, return_state, go_backwards, stateful, unroll: As in
             `keras.layers.SimpleRNN`.
         jit_compile: `"auto"` (default), `True` or `False`. `True` compiles
@@ -374,8 +375,8 @@ class ClockworkRNN(CellRNN):
     Output shape:
         `(batch, units)` or `(batch, timesteps, units)`; with `return_state`
         followed by the final `h` and the final counter `t`
-        `(batch, 1)` (float32), counted modulo `clock_cycle` =
-        lcm(periods).
+        `(batch, 1)` (int32: exact on every dtype policy), counted modulo
+        `clock_cycle` = lcm(periods).
 
     Example:
 
@@ -479,6 +480,9 @@ class ClockworkRNN(CellRNN):
         # (float16 under mixed_float16: inexact past 2048), so the counter
         # of an initial state goes in as int32.
         if kwargs.get("initial_state") is not None:
+            # Checked first: Keras refuses a mix of lists and tensors with
+            # a message that does not say what to pass.
+            check_initial_state(self, kwargs["initial_state"])
             kwargs["initial_state"] = _with_int32_counter(
                 kwargs["initial_state"]
             )
@@ -512,7 +516,7 @@ class ClockworkRNN(CellRNN):
             state.assign(ops.cast(clock["end"], state.dtype))
         if not self.return_state:
             return outputs
-        return (*outputs[:-1], ops.cast(clock["end"], "float32"))
+        return (*outputs[:-1], ops.cast(clock["end"], "int32"))
 
     def compute_output_spec(self, sequences, initial_state=None, **kwargs):
         spec = super().compute_output_spec(
@@ -520,7 +524,7 @@ class ClockworkRNN(CellRNN):
         )
         if not self.return_state:
             return spec
-        counter = keras.KerasTensor(spec[-1].shape, dtype="float32")
+        counter = keras.KerasTensor(spec[-1].shape, dtype="int32")
         return (*spec[:-1], counter)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
@@ -570,7 +574,11 @@ class ClockworkRNN(CellRNN):
             h0,
             compile=compile,
         )
-        last = outputs[:, -1]
+        # Not `outputs[:, -1]`: TensorFlow's graph optimizer (grappler's
+        # arithmetic optimizer, TF 2.21) rewrote that slice of the unrolled
+        # loop's stack into a wrong tensor when the last step updates a
+        # slow module (tested: tf.function equals eager).
+        last = ops.take(outputs, steps - 1, axis=1)
         counter = cell.schedule.advance(counter, steps)
         return last, outputs, [last, counter]
 

@@ -2,7 +2,6 @@
 
 import collections
 import itertools
-import numbers
 
 import keras
 import numpy as np
@@ -16,6 +15,7 @@ from keras_gfrnn._rnn import expose_cell_attributes
 from keras_gfrnn._validation import check_choice
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
+from keras_gfrnn._validation import check_seed
 
 # The unit types. NUM_BLOCKS: the number of weight blocks in `kernel_{j}`
 # (the candidate plus the gates). KERAS_LAYERS: the Keras layer whose
@@ -127,21 +127,6 @@ def _split_gates(tensor, width):
         return None, tensor
     gates, rest = ops.split(tensor, [width], axis=-1)
     return gates, rest
-
-
-def _check_seed(seed):
-    # Keras' seeds are uint32 on JAX: a seed outside [0, 2**32) works on
-    # one backend and fails late on another.
-    if seed is not None and (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or not 0 <= seed < 2**32
-    ):
-        raise ValueError(
-            "Argument `seed` must be None or an integer in [0, 2**32). "
-            f"Received: seed={seed!r}"
-        )
-    return None if seed is None else int(seed)
 
 
 @keras.saving.register_keras_serializable(package="keras_gfrnn")
@@ -352,7 +337,7 @@ class GatedFeedbackCell(keras.layers.Layer):
         self.recurrent_dropout = check_rate(
             "recurrent_dropout", recurrent_dropout
         )
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self.seed_generator = keras.random.SeedGenerator(seed=self.seed)
 
         sizes = self.layer_units

@@ -493,6 +493,11 @@ def test_saved_model_export(tmp_path):
         ({"units": 2, "periods": [1, 2, 3]}, "3 periods with units=2"),
         ({"units": 8, "num_modules": 9}, "num_modules=9 with units=8"),
         ({"units": 64, "num_modules": 32}, "num_modules=32"),
+        ({"units": 4, "num_modules": 2, "seed": "abc"}, "seed='abc'"),
+        ({"units": 4, "num_modules": 2, "seed": -1}, "seed=-1"),
+        ({"units": 4, "num_modules": 2, "seed": 2**32}, "seed=4294967296"),
+        ({"units": 4, "num_modules": 2, "seed": 1.5}, "seed=1.5"),
+        ({"units": 4, "num_modules": 2, "seed": True}, "seed=True"),
     ],
 )
 def test_invalid_arguments(kwargs, match):
@@ -689,14 +694,14 @@ def test_counter_is_exact_under_mixed_precision(policy):
     layer.build(x.shape)
     layer.set_weights(reference.get_weights())
     out, _, t = numpy_out(layer, x, initial_state=[h0, t0])
-    assert keras.backend.standardize_dtype(t.dtype) == "float32"
+    assert keras.backend.standardize_dtype(t.dtype) == "int32"
     np.testing.assert_array_equal(t[:, 0], exp_t % 4097)
     slow = out[:, :, 1].astype("float32")
     assert slow[0, 0] == slow[0, 1] == 0.0 and slow[0, 2] != 0.0
     np.testing.assert_allclose(slow, exp_out[:, :, 1], atol=3e-2)
-    # Symbolically too: the counter is float32.
+    # Symbolically too: the counter is int32.
     symbolic = layer(keras.Input((None, 1)))
-    assert keras.backend.standardize_dtype(symbolic[-1].dtype) == "float32"
+    assert keras.backend.standardize_dtype(symbolic[-1].dtype) == "int32"
 
 
 def test_stateful_counter_is_exact_under_mixed_float16(tmp_path):
@@ -807,3 +812,80 @@ def test_long_period_graph_holds_no_period_sized_tensor():
             if output.shape.rank is not None and None not in output.shape:
                 largest = max(largest, output.shape.num_elements())
     assert 0 < largest <= 4 * 2 * steps * 2
+
+
+def test_seed_range_and_numpy_seeds_are_accepted():
+    """Every seed in [0, 2**32) works on every backend (JAX's are uint32),
+    NumPy integers included, and the config holds a plain int."""
+    x = np.ones((2, 3, 4), "float32")
+    for seed in (0, 2**32 - 1, np.int64(7)):
+        layer = ClockworkRNN(4, num_modules=2, dropout=0.5, seed=seed)
+        assert layer(x, training=True).shape == (2, 4)
+        assert type(layer.get_config()["seed"]) is int
+
+
+def test_initial_state_as_python_lists():
+    """Plain nested lists get an error that asks for arrays or tensors;
+    the same values as arrays work."""
+    x = np.ones((3, 5, 2), "float32")
+    layer = ClockworkRNN(4, periods=[1, 2])
+    layer(x)
+    states = [[[0.5] * 4] * 3, [[1]] * 3]
+    match = r"arrays or tensors .* Received: initial_state\[0\] of type list"
+    with pytest.raises(ValueError, match=match):
+        layer(x, initial_state=states)
+    out = layer(
+        x,
+        initial_state=[np.array(states[0], "float32"), np.array(states[1])],
+    )
+    assert tuple(out.shape) == (3, 4)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_returned_counter_is_exact(policy):
+    """The counter returned with `return_state` is int32: exact past 2**24
+    (float32) and 2048 (float16), and fed back it continues the clock."""
+    start = 2**25 + 1  # odd: not a float32 value once 2 steps are added
+    keras.config.set_dtype_policy(policy)
+    try:
+        layer = ClockworkRNN(4, periods=[1, 2**30], return_state=True)
+        x = np.ones((1, 2, 3), "float32")
+        h0 = np.zeros((1, 4), "float32")
+        _, h, t = layer(x, initial_state=[h0, np.array([[start]])])
+        assert keras.backend.standardize_dtype(t.dtype) == "int32"
+        assert int(keras.ops.convert_to_numpy(t)[0, 0]) == start + 2
+        _, _, t = layer(x, initial_state=[h, t])
+        assert int(keras.ops.convert_to_numpy(t)[0, 0]) == start + 4
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+@layer_checks.tensorflow_only(
+    "a tf.function graph (rewritten by TensorFlow's graph optimizer) "
+    "against eager execution"
+)
+@pytest.mark.parametrize("steps", [3, 4, 6, 16])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_tf_function_equals_eager(steps, return_sequences):
+    """The last output in a traced graph is the eager one, also when the
+    last step updates a slow module (steps 4 and 16 with periods 1, 3):
+    TensorFlow 2.21's arithmetic optimizer turned the slice
+    `outputs[:, -1]` of the unrolled loop's stack into a wrong tensor
+    there (a .keras file saved on TensorFlow then predicted other numbers
+    than on JAX)."""
+    import tensorflow as tf
+
+    x = seq(batch=3, steps=steps, features=3)
+    layer = ClockworkRNN(6, periods=[1, 3], return_sequences=return_sequences)
+    layer.build(x.shape)
+    randomize(layer, seed=1)
+    reference = keras.layers.RNN(
+        ClockworkCell(6, periods=[1, 3]), return_sequences=return_sequences
+    )
+    reference.build(x.shape)
+    reference.set_weights(layer.get_weights())
+    expected = keras.ops.convert_to_numpy(reference(x))
+    eager = keras.ops.convert_to_numpy(layer(x))
+    graph = tf.function(lambda v: layer(v))(x).numpy()
+    np.testing.assert_allclose(eager, expected, atol=1e-5)
+    np.testing.assert_allclose(graph, expected, atol=1e-5)
