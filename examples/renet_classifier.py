@@ -50,6 +50,8 @@ SMALL = {
     "svhn_cropped": ([(64, 2, "gru")] * 3, [512]),
 }
 SMALL["mnist_sample"] = SMALL["mnist"]
+# The examples shuffled at a time (keras_gfrnn.datasets' shuffle's).
+SHUFFLE_BUFFER = 10_000
 
 
 def build_model(
@@ -148,13 +150,24 @@ def main(argv=None):
         )
 
     def train_epoch(epoch):
-        # What `train` is below, with the seed of `epoch`.
+        """Epoch `epoch`'s training batches, `train` below with the seed of
+        `epoch`: the same at every iteration of the dataset. (The
+        library's shuffle draws a new order at each iteration, and Keras'
+        JAX trainer iterates the data once before training to build the
+        optimizer: a resumed run would train on another order.)"""
+        tf = _common.quiet_import("tensorflow")  # `load` needs it too
+        seed = epoch_seed(args.seed, epoch)
         data = load(
             "train",
-            seed=epoch_seed(args.seed, epoch),
+            seed=seed,
+            shuffle=False,
             augment=args.augment,
             corruption=args.corruption,
         )
+        data = data.unbatch().shuffle(
+            SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False
+        )
+        data = data.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
         return data.take(8) if args.quick else data
 
     _common.preload_tensorflow()
@@ -187,7 +200,7 @@ def main(argv=None):
         seconds = time.perf_counter() - start
         val_acc, test_acc = accuracy(model, val), accuracy(model, test)
     else:
-        fit(model, train_epoch, val, args)
+        fit(model, train_epoch, batches(train), val, args)
         seconds = time.perf_counter() - start
         _, val_acc = model.evaluate(val, verbose=0)
         _, test_acc = model.evaluate(test, verbose=0)
@@ -213,8 +226,8 @@ def epoch_seed(seed, epoch):
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def fit(model, train_epoch, val, args):
-    """Trains `args.epochs` epochs, epoch `e` on the batches
+def fit(model, train_epoch, steps, val, args):
+    """Trains `args.epochs` epochs, epoch `e` on the `steps` batches
     `train_epoch(e)`, with early stopping and learning-rate halving on the
     validation loss; resumes the run backed up in `args.backup_dir`."""
     callbacks = [
@@ -246,7 +259,7 @@ def fit(model, train_epoch, val, args):
         validation_data=val,
         initial_epoch=first,
         epochs=epochs,
-        steps_per_epoch=batches(train_epoch(0)),
+        steps_per_epoch=steps,
         callbacks=[*callbacks, backup, *_common.kill_hook()],
         # The tf.data pipeline shuffles the training set itself.
         shuffle=False,
