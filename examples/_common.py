@@ -5,7 +5,8 @@ Imported by every script before Keras: it sets `TF_CPP_MIN_LOG_LEVEL=3`
 TensorFlow's start-up log lines filtered out (the native library prints
 them before its log level is read). It also holds the argparse types that
 report a bad value by the flag's name, the flags every script shares, and
-the `tf.distribute` strategies of `--distribute`.
+the `tf.distribute` strategies of `--distribute`, and the test-only kill
+hook of the scripts that resume a killed run (`kill_hook`).
 """
 
 import argparse
@@ -15,6 +16,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 
@@ -390,3 +392,41 @@ def mean_loss(model, batches, loss_fn):
         total += float(keras.ops.sum(loss))
         count += int(loss.shape[0])
     return total / count
+
+
+# ------------------------------------------------------------ kill (tests)
+KILL_AFTER_EPOCH = "KERAS_GFRNN_KILL_AFTER_EPOCH"
+
+
+class KillAfterEpoch(keras.callbacks.Callback):
+    """Sends SIGKILL to this process at the end of epoch `epoch` (1-based),
+    after the callbacks before it in the list (the run's backup)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_hook():
+    """For tests of an exact resume: `[KillAfterEpoch(n)]` where the
+    environment variable KERAS_GFRNN_KILL_AFTER_EPOCH is `n`, else `[]`.
+    A script puts it after its backup's callback."""
+    text = os.environ.get(KILL_AFTER_EPOCH)
+    if not text:
+        return []
+    try:
+        epoch = int(text)
+    except ValueError:
+        epoch = 0
+    if epoch < 1:
+        raise ValueError(
+            f"{KILL_AFTER_EPOCH} must be a positive integer. "
+            f"Received: {KILL_AFTER_EPOCH}={text!r}"
+        )
+    return [KillAfterEpoch(epoch)]

@@ -725,7 +725,8 @@ def train(args, callbacks=()):
             epochs=args.epochs,
             initial_epoch=resumed.get("epoch", 0),
             steps_per_epoch=steps,
-            callbacks=[history, *callbacks],
+            # The test-only kill hook, after the backup.
+            callbacks=[history, *callbacks, *_common.kill_hook()],
             shuffle=False,
             verbose=0,
         )

@@ -4,7 +4,9 @@
 `--preset small` is a CPU-sized model. Training: Adam, dropout after every
 layer, the paper's augmentation (random +-2 px shifts, flips on CIFAR-10,
 input corruption), early stopping and learning-rate halving on the
-validation loss, BackupAndRestore (a killed run resumes where it stopped).
+validation loss, and a backup after every epoch (`RunBackup`): a killed
+run, run again with the same flags, resumes where it stopped and ends with
+the weights an uninterrupted run ends with.
 The test error is printed next to the paper's figure and the model is
 exported as a TensorFlow SavedModel. Any Keras backend runs it
 (`KERAS_BACKEND=tensorflow|jax|torch`; the input pipeline is tf.data, which
@@ -23,12 +25,14 @@ the callbacks, which Keras' `fit` would run).
         python examples/renet_classifier.py --distribute multi_worker
 """
 
+import json
 import os
 import sys
 import time
 
 import _common
 import keras
+import numpy as np
 
 from keras_gfrnn import ReNet2D
 from keras_gfrnn import datasets
@@ -46,6 +50,8 @@ SMALL = {
     "svhn_cropped": ([(64, 2, "gru")] * 3, [512]),
 }
 SMALL["mnist_sample"] = SMALL["mnist"]
+# The examples shuffled at a time (keras_gfrnn.datasets' shuffle's).
+SHUFFLE_BUFFER = 10_000
 
 
 def build_model(
@@ -133,15 +139,36 @@ def main(argv=None):
     strategy = _common.strategy(args.distribute)
     keras.utils.set_random_seed(args.seed)
 
-    def load(split, **kw):
+    def load(split, seed=args.seed, **kw):
         return datasets.load_image_dataset(
             args.dataset,
             split,
             batch_size=args.batch_size,
             data_dir=args.data_dir,
-            seed=args.seed,
+            seed=seed,
             **kw,
         )
+
+    def train_epoch(epoch):
+        """Epoch `epoch`'s training batches, `train` below with the seed of
+        `epoch`: the same at every iteration of the dataset. (The
+        library's shuffle draws a new order at each iteration, and Keras'
+        JAX trainer iterates the data once before training to build the
+        optimizer: a resumed run would train on another order.)"""
+        tf = _common.quiet_import("tensorflow")  # `load` needs it too
+        seed = epoch_seed(args.seed, epoch)
+        data = load(
+            "train",
+            seed=seed,
+            shuffle=False,
+            augment=args.augment,
+            corruption=args.corruption,
+        )
+        data = data.unbatch().shuffle(
+            SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False
+        )
+        data = data.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
+        return data.take(8) if args.quick else data
 
     _common.preload_tensorflow()
     try:
@@ -173,7 +200,7 @@ def main(argv=None):
         seconds = time.perf_counter() - start
         val_acc, test_acc = accuracy(model, val), accuracy(model, test)
     else:
-        fit(model, train, val, args)
+        fit(model, train_epoch, batches(train), val, args)
         seconds = time.perf_counter() - start
         _, val_acc = model.evaluate(val, verbose=0)
         _, test_acc = model.evaluate(test, verbose=0)
@@ -190,9 +217,20 @@ def main(argv=None):
     return 0
 
 
-def fit(model, train, val, args):
+def epoch_seed(seed, epoch):
+    """The seed of the shuffle and augmentation of epoch `epoch` (from 0):
+    a function of `seed` and `epoch` alone. One seeded pipeline for the
+    whole run (`shuffle(reshuffle_each_iteration=True)`) gives its second
+    order to the second epoch *this process* runs, so a resumed run would
+    read its first epoch's order again."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def fit(model, train_epoch, steps, val, args):
+    """Trains `args.epochs` epochs, epoch `e` on the `steps` batches
+    `train_epoch(e)`, with early stopping and learning-rate halving on the
+    validation loss; resumes the run backed up in `args.backup_dir`."""
     callbacks = [
-        keras.callbacks.BackupAndRestore(args.backup_dir),
         # val_loss: less noisy than the accuracy of a small validation set.
         keras.callbacks.EarlyStopping(
             monitor="val_loss",
@@ -203,15 +241,153 @@ def fit(model, train, val, args):
             monitor="val_loss", factor=0.5, patience=max(1, args.patience // 3)
         ),
     ]
+    backup = RunBackup(args.backup_dir, callbacks)
+    state = backup.load() or {"epoch": 0, "stopped": False}
+    if state["epoch"]:
+        print(f"resuming after epoch {state['epoch']}", flush=True)
+    first = state["epoch"]
+    # An early-stopped run trains no more epochs (`fit` still restores the
+    # callbacks' state and the best weights at its end).
+    epochs = first if state["stopped"] else args.epochs
+    # The epochs one after another, each from its own seed; Keras keeps
+    # one iterator across epochs where `steps_per_epoch` is given.
+    data = train_epoch(first)
+    for epoch in range(first + 1, epochs):
+        data = data.concatenate(train_epoch(epoch))
     model.fit(
-        train,
+        data,
         validation_data=val,
-        epochs=args.epochs,
-        callbacks=callbacks,
+        initial_epoch=first,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        callbacks=[*callbacks, backup, *_common.kill_hook()],
         # The tf.data pipeline shuffles the training set itself.
         shuffle=False,
         verbose=2 if args.quick else "auto",
     )
+
+
+def batches(data):
+    """The number of batches in the tf.data dataset `data`."""
+    count = int(data.cardinality())
+    if count < 0:  # unknown
+        count = int(data.reduce(0, lambda n, _: n + 1))
+    return count
+
+
+def atomic_write(path, write):
+    """Writes the text file `path` through `write(file)` into a temporary
+    file that then replaces `path`: a reader sees the old or the new file,
+    never a part."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+class RunBackup(keras.callbacks.Callback):
+    """Backs the run up in `folder` after every epoch, for an exact resume,
+    and deletes the backup when training ends.
+
+    Keras' `BackupAndRestore` keeps the weights, the optimizer and the
+    epoch; a resumed run also needs the dropout layers' random states
+    (seed-generator variables, which `save_weights` leaves out: the resumed
+    epochs would draw the first epochs' dropout masks again) and the state
+    of `callbacks` (early stopping's and learning-rate halving's counters
+    and best validation loss, early stopping's best weights). The arrays go
+    to a new file; `state.json`, replaced atomically after it, is the
+    commit point: a run killed at any moment resumes from the last epoch it
+    names. Put it after `callbacks` in `fit`'s list: their `on_train_begin`
+    resets what it restores, and it saves what their `on_epoch_end` did.
+    """
+
+    STATE = ("wait", "best", "best_epoch", "stopped_epoch", "cooldown_counter")
+
+    def __init__(self, folder, callbacks):
+        super().__init__()
+        self.folder = folder
+        self.callbacks = list(callbacks)
+        self.path = os.path.join(folder, "state.json")
+
+    def load(self):
+        """The committed state (a dict), or None."""
+        if not os.path.exists(self.path):
+            return None
+        with open(self.path) as f:
+            return json.load(f)
+
+    def _variables(self):
+        return list(self.model.variables) + list(self.model.optimizer.variables)
+
+    def on_train_begin(self, logs=None):
+        state = self.load()
+        if state is None:
+            return
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        with np.load(os.path.join(self.folder, state["arrays"])) as arrays:
+            values = [arrays[f"v{i}"] for i in range(state["variables"])]
+            for index, callback in enumerate(self.callbacks):
+                saved = dict(state["callbacks"][index])
+                count = saved.pop("best_weights", None)
+                for name, value in saved.items():
+                    setattr(callback, name, value)
+                if count is not None:
+                    callback.best_weights = [
+                        arrays[f"b{index}_{j}"] for j in range(count)
+                    ]
+        variables = self._variables()
+        if len(values) != len(variables):
+            raise SystemExit(
+                f"{self.folder} holds the backup of another model: delete "
+                "it or give another --backup-dir"
+            )
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.folder, exist_ok=True)
+        name = f"epoch-{epoch + 1}.npz"
+        variables = self._variables()
+        arrays = {
+            f"v{i}": keras.ops.convert_to_numpy(v)
+            for i, v in enumerate(variables)
+        }
+        saved = []
+        for index, callback in enumerate(self.callbacks):
+            state = {
+                key: getattr(callback, key)
+                for key in self.STATE
+                if hasattr(callback, key)
+            }
+            if state.get("best") is not None:
+                state["best"] = float(state["best"])
+            best_weights = getattr(callback, "best_weights", None)
+            if best_weights is not None:
+                state["best_weights"] = len(best_weights)
+                for j, w in enumerate(best_weights):
+                    arrays[f"b{index}_{j}"] = w
+            saved.append(state)
+        np.savez(os.path.join(self.folder, name), **arrays)
+        state = {
+            "epoch": epoch + 1,
+            "stopped": bool(self.model.stop_training),
+            "arrays": name,
+            "variables": len(variables),
+            "callbacks": saved,
+        }
+        atomic_write(self.path, lambda f: json.dump(state, f))
+        for other in os.listdir(self.folder):
+            if other not in ("state.json", name):
+                os.remove(os.path.join(self.folder, other))
+
+    def on_train_end(self, logs=None):
+        if os.path.isdir(self.folder):
+            for name in os.listdir(self.folder):
+                os.remove(os.path.join(self.folder, name))
+            os.rmdir(self.folder)
 
 
 def fit_multi_worker(model, strategy, train, epochs):

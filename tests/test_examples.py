@@ -4,6 +4,8 @@
 import glob
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -419,3 +421,82 @@ def test_char_lm_multi_worker_trains_alike(tmp_path):
     keras.utils.set_random_seed(0)
     initial = lm.build_model(len(vocab), args, args.batch_size).get_weights()
     _assert_trained_alike(first, second, initial)
+
+
+# ------------------------------------------------- kill and resume (SIGKILL)
+def run_killed_and_resumed(script, argv, kill_after_epoch):
+    """Runs examples/`script` with `argv`, killed by SIGKILL at the end of
+    epoch `kill_after_epoch` (`_common.kill_hook`, after the run's backup),
+    then again to the end. Returns both outputs."""
+    killed = _run(
+        script, *argv, env={common.KILL_AFTER_EPOCH: str(kill_after_epoch)}
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = _run(script, *argv)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return killed.stdout, resumed.stdout
+
+
+def _renet_epoch_lines(stdout):
+    """Keras' line of each epoch (verbose=2), without its timings."""
+    lines = re.findall(r"^\d+/\d+ - .*$", stdout, flags=re.MULTILINE)
+    return [re.sub(r"^.*?step - ", "", line) for line in lines]
+
+
+def _renet_accuracy_line(stdout):
+    (line,) = re.findall(r"^mnist_sample, preset small: .*$", stdout, re.M)
+    return line.split("; training")[0]
+
+
+def _saved_model_weights(path):
+    import tensorflow as tf
+
+    return [v.numpy() for v in tf.saved_model.load(path).trainable_variables]
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="on torch the example saves no SavedModel (see its `export`)",
+)
+def test_renet_classifier_resumes_exactly_after_sigkill(tmp_path):
+    """Killed (SIGKILL) after epoch 2's backup and run again, the run ends
+    with the uninterrupted run's weights, bit for bit, and its epoch 3 and
+    accuracies. At this learning rate and seed epoch 3's validation loss
+    is worse than epoch 2's (the seeds differ by backend, whose initial
+    weights differ): early stopping restores epoch 2's weights at the end
+    (its best weights must survive the kill); epoch 3 reads its own
+    shuffle, augmentation and dropout draws, not those of a first
+    epoch."""
+    seed = {"tensorflow": "2", "jax": "1"}[keras.backend.backend()]
+    argv = ["--quick", "--epochs", "3", "--patience", "2"]
+    argv += ["--learning-rate", "0.03", "--seed", seed]
+
+    def paths(name):
+        return [
+            "--backup-dir",
+            str(tmp_path / name / "backup"),
+            "--export-dir",
+            str(tmp_path / name / "export"),
+        ]
+
+    whole = _run("renet_classifier.py", *argv, *paths("whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed, resumed = run_killed_and_resumed(
+        "renet_classifier.py", argv + paths("resumed"), kill_after_epoch=2
+    )
+    expected = _renet_epoch_lines(whole.stdout)
+    assert len(expected) == 3, whole.stdout
+    losses = [float(re.search(r"val_loss: ([\d.]+)", e)[1]) for e in expected]
+    assert losses[2] > losses[1], expected  # the case described above
+    # Keras prints an epoch's line after the callbacks: epoch 1's only.
+    assert _renet_epoch_lines(killed) == expected[:1]
+    assert _renet_epoch_lines(resumed) == expected[2:]
+    assert _renet_accuracy_line(resumed) == _renet_accuracy_line(whole.stdout)
+    assert not (tmp_path / "resumed" / "backup").exists()  # run complete
+    first, second = (
+        _saved_model_weights(str(tmp_path / name / "export"))
+        for name in ("whole", "resumed")
+    )
+    assert len(first) == len(second) > 0
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)

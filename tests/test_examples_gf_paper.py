@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from tests import layer_checks
+from tests.test_examples import _run
 from tests.test_examples import import_example
+from tests.test_examples import run_killed_and_resumed
 
 lm = import_example("char_lm")
 l2e = import_example("learning_to_execute")
@@ -395,3 +397,35 @@ def test_char_lm_history_is_replaced_not_appended(tmp_path):
     lm.train(_lm_args(tmp_path))
     lm.train(_lm_args(tmp_path))
     assert [row["epoch"] for row in _history_csv(tmp_path)] == [1.0, 2.0]
+
+
+def _final_bpc_line(stdout):
+    (line,) = [x for x in stdout.splitlines() if x.startswith("final test")]
+    return line.split("; training")[0]
+
+
+@layer_checks.tensorflow_only("a stateful model trained bit for bit")
+def test_char_lm_resumes_exactly_after_sigkill(tmp_path):
+    """As test_char_lm_resumes_exactly's end_of_epoch, with a real kill: a
+    process killed by SIGKILL right after epoch 1's backup is committed,
+    run again, ends with the uninterrupted run's weights (bit for bit),
+    history.csv and test BPC."""
+    argv = ["--quick", "--seed", "0"]
+    whole = _run("char_lm.py", *argv, "--out-dir", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = tmp_path / "resumed"
+    killed, resumed = run_killed_and_resumed(
+        "char_lm.py", argv + ["--out-dir", str(out)], kill_after_epoch=1
+    )
+    assert "epoch 1 step 3" in killed and "epoch 2" not in killed, killed
+    assert "resuming after epoch 1" in resumed, resumed
+    assert _final_bpc_line(resumed) == _final_bpc_line(whole.stdout)
+    assert _history_csv(out) == _history_csv(tmp_path / "whole")
+    assert [row["epoch"] for row in _history_csv(out)] == [1.0, 2.0]
+    first, second = (
+        keras.saving.load_model(path / "model.keras").get_weights()
+        for path in (tmp_path / "whole", out)
+    )
+    assert len(first) == len(second) > 0
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
