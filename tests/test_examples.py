@@ -462,8 +462,9 @@ def test_renet_classifier_resumes_exactly_after_sigkill(tmp_path):
     """Killed (SIGKILL) after epoch 2's backup and run again, the run ends
     with the uninterrupted run's weights, bit for bit, and its epoch 3 and
     accuracies. At this learning rate and seed epoch 3's validation loss
-    is worse than epoch 2's (the seeds differ by backend, whose initial
-    weights differ): early stopping restores epoch 2's weights at the end
+    is worse than epoch 2's on this project's CPU (the seeds differ by
+    backend, whose initial weights differ; elsewhere a warning says when
+    it is not): early stopping restores epoch 2's weights at the end
     (its best weights must survive the kill); epoch 3 reads its own
     shuffle, augmentation and dropout draws, not those of a first
     epoch."""
@@ -487,7 +488,14 @@ def test_renet_classifier_resumes_exactly_after_sigkill(tmp_path):
     expected = _renet_epoch_lines(whole.stdout)
     assert len(expected) == 3, whole.stdout
     losses = [float(re.search(r"val_loss: ([\d.]+)", e)[1]) for e in expected]
-    assert losses[2] > losses[1], expected  # the case described above
+    if losses[2] <= losses[1]:
+        # Other CPUs can train another trajectory from the same seed: the
+        # weights must still be equal, but the kill then does not exercise
+        # early stopping's restored best weights. Say so in the report.
+        warnings.warn(
+            "renet_classifier's epoch 3 was its best here: the resume test "
+            f"did not cover early stopping's best weights ({expected})"
+        )
     # Keras prints an epoch's line after the callbacks: epoch 1's only.
     assert _renet_epoch_lines(killed) == expected[:1]
     assert _renet_epoch_lines(resumed) == expected[2:]
