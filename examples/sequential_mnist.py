@@ -146,6 +146,9 @@ def parse(argv=None):
 
 def main(argv=None):
     args = parse(argv)
+    # The data loader and the SavedModel export import TensorFlow on any
+    # backend: import it first, without its start-up log.
+    _common.preload_tensorflow()
     keras.utils.set_random_seed(args.seed)
     try:
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = load(args)

@@ -108,6 +108,8 @@ def _matmul_pretransposed(h, kernel, kernel_t):
     once per call (`kernel_t`) and the step's gradient is `dy @ W^T` with
     no transpose, `h^T @ dy` for the kernel. Same numbers as `ops.matmul`
     (tested); the train step ran 16-19% faster, with oneDNN on and off.
+    Training only: a SavedModel keeps no custom gradient, so the inference
+    step (what `model.export` saves) uses `ops.matmul`.
     """
     import tensorflow as tf
 
@@ -1276,9 +1278,11 @@ class GatedFeedbackRNN(CellRNN):
         # `call` then runs only `cell.step` (XLA-compiled on TensorFlow
         # where `uses_xla`).
         cell = self.cell
-        # On TensorFlow the step's recurrent matmuls get a gradient that
-        # reads kernels transposed once here (`_matmul_pretransposed`).
-        weights = cell.fused_weights(transposed=True)
+        # Training on TensorFlow, the step's recurrent matmuls get a
+        # gradient that reads kernels transposed once here
+        # (`_matmul_pretransposed`). Not in inference: a SavedModel keeps no
+        # custom gradient, and gradients of a reloaded `serve` must work.
+        weights = cell.fused_weights(transposed=bool(training))
         input_masks, recurrent_masks = cell.dropout_masks(
             ops.shape(sequences)[0], training
         )

@@ -629,12 +629,37 @@ def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback, gate_inputs):
     def loss(out):
         return keras.ops.sum(out[0] ** 2) + keras.ops.sum(out[-1])
 
-    fused = layer_checks.gradients(layer, loss, x)
-    reference = layer_checks.gradients(plain, loss, x)
+    fused = layer_checks.gradients(layer, loss, x, training=True)
+    reference = layer_checks.gradients(plain, loss, x, training=True)
     assert len(fused) == len(reference) == len(layer.trainable_variables)
     for a, b in zip(fused, reference):
         assert a is not None and np.any(a)
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@layer_checks.SAVED_MODEL
+def test_gradients_of_a_reloaded_saved_model(tmp_path):
+    """A SavedModel keeps no custom gradient: the exported (inference)
+    step uses plain matmuls, so gradients of the reloaded `serve` work and
+    equal the Keras model's."""
+    import tensorflow as tf
+
+    model = keras.Sequential(
+        [keras.Input((5, 3)), GatedFeedbackRNN(4, 2), keras.layers.Dense(1)]
+    )
+    randomize(model.layers[0])
+    path = str(tmp_path / "exported")
+    model.export(path, format="tf_saved_model", verbose=False)
+    reloaded = tf.saved_model.load(path)
+    x = tf.constant(make_inputs(steps=5, features=3))
+    got = []
+    for fn in (reloaded.serve, model):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        got.append(tape.gradient(y, x).numpy())
+    assert np.any(got[1])
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
 
 
 @layer_checks.TF_JIT_STEP
@@ -663,7 +688,7 @@ def test_gradients_equal_in_tf_function_and_xla(unit_type):
         @tf.function
         def grads(layer=layer):
             with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(tf.sin(layer(x)))
+                loss = tf.reduce_sum(tf.sin(layer(x, training=True)))
             return tape.gradient(loss, layer.trainable_variables)
 
         got = [g.numpy() for g in grads()]
