@@ -2,6 +2,8 @@
 
 import numbers
 
+import keras
+
 
 def check_positive_int(name, value, shown=None):
     if (
@@ -43,17 +45,25 @@ def check_choice(name, value, choices):
     return value
 
 
+def max_seed():
+    """The largest dropout seed this backend holds: Keras' seeds are uint32
+    on JAX (TensorFlow takes more, kept to the same range so that a saved
+    layer loads on either) and int32 on torch."""
+    return 2**31 - 1 if keras.backend.backend() == "torch" else 2**32 - 1
+
+
 def check_seed(seed):
-    """A dropout seed: None or an integer in [0, 2**32)."""
-    # Keras' seeds are uint32 on JAX: a seed outside [0, 2**32) works on
-    # one backend and fails late on another.
+    """A dropout seed: None or an integer in [0, max_seed()], checked here
+    rather than failing late, at the first dropout."""
+    limit = max_seed()
     if seed is not None and (
         isinstance(seed, bool)
         or not isinstance(seed, numbers.Integral)
-        or not 0 <= seed < 2**32
+        or not 0 <= seed <= limit
     ):
         raise ValueError(
-            "Argument `seed` must be None or an integer in [0, 2**32). "
+            f"Argument `seed` must be None or an integer in [0, {limit}] "
+            f"(the seeds the {keras.backend.backend()} backend holds). "
             f"Received: seed={seed!r}"
         )
     return None if seed is None else int(seed)

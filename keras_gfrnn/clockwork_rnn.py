@@ -119,7 +119,8 @@ class ClockworkCell(keras.layers.Layer):
         kernel_constraint, recurrent_constraint, bias_constraint: As in
             `keras.layers.SimpleRNN`.
         dropout, recurrent_dropout: Floats in [0, 1).
-        seed: Random seed for dropout: None or an integer in [0, 2**32).
+        seed: Random seed for dropout: None or an integer in [0, 2**32)
+            (torch: [0, 2**31)).
 
     Reference:
         Koutnik, Greff, Gomez, Schmidhuber. A Clockwork RNN. ICML 2014.
@@ -353,7 +354,8 @@ class ClockworkRNN(CellRNN):
         activity_regularizer, kernel_constraint, recurrent_constraint,
         bias_constraint: As in `keras.layers.SimpleRNN`.
         dropout, recurrent_dropout: Floats in [0, 1), one mask per sequence.
-        seed: Random seed for dropout: None or an integer in [0, 2**32).
+        seed: Random seed for dropout: None or an integer in [0, 2**32)
+            (torch: [0, 2**31)).
         return_sequences, return_state, go_backwards, stateful, unroll: As in
             `keras.layers.SimpleRNN`.
         jit_compile: `"auto"` (default), `True` or `False`. `True` compiles

@@ -265,7 +265,7 @@ class GatedFeedbackCell(keras.layers.Layer):
         recurrent_dropout: Float in [0, 1): fraction of `h*_{t-1}` to drop
             in every recurrent read. Defaults to 0.
         seed: Random seed for dropout: `None` or an integer in
-            `[0, 2**32)` (the range every backend takes).
+            `[0, 2**32)` (torch: `[0, 2**31)`, the seeds its dropout takes).
 
     Call arguments:
         inputs: A 2D tensor, shape `(batch, features)`.
@@ -1071,7 +1071,7 @@ class GatedFeedbackRNN(CellRNN):
         recurrent_dropout: Float in [0, 1): dropout on `h*_{t-1}` in every
             recurrent read, one mask per sequence. Default 0.
         seed: Random seed for dropout: `None` or an integer in
-            `[0, 2**32)` (the range every backend takes).
+            `[0, 2**32)` (torch: `[0, 2**31)`, the seeds its dropout takes).
         return_sequences: Return the whole output sequence. Default `False`.
         return_state: Also return the final states. Default `False`.
         go_backwards: Process the sequence backwards. Default `False`.

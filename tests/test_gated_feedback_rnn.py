@@ -1305,11 +1305,20 @@ def test_invalid_arguments(kwargs, match):
 
 
 def test_seed_range_is_accepted():
-    for seed in (None, 0, 2**32 - 1, np.int64(7)):
+    """Every seed the backend holds works, up to the largest (2**32 - 1;
+    torch: 2**31 - 1, whose dropout fails past it at run time), NumPy
+    integers included; one past it is refused by name."""
+    from keras_gfrnn._validation import max_seed
+
+    x = make_inputs()
+    for seed in (None, 0, max_seed(), np.int64(7)):
         layer = layer_checks.assert_config_round_trip(
-            GatedFeedbackRNN(4, seed=seed)
+            GatedFeedbackRNN(4, seed=seed, dropout=0.5)
         )
         assert layer.seed == seed
+        assert layer(x, training=True).shape == (x.shape[0], 4)
+    with pytest.raises(ValueError, match=f"seed={max_seed() + 1}"):
+        GatedFeedbackRNN(4, seed=max_seed() + 1)
 
 
 def test_number_of_layers_is_capped_before_any_work():
