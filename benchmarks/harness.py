@@ -45,6 +45,8 @@ class Case:
             several-backend summary).
         train: whether a train step is timed (else only inference).
         only, reason: the one backend it needs, and why.
+        xla: whether the model is compiled by XLA (`jit_compile=True` on
+            TensorFlow): timed after every other case (see `time_cases`).
         **extra: further columns of its row (`steps`, `layers`, `batch`).
     """
 
@@ -60,6 +62,7 @@ class Case:
         train=True,
         only=None,
         reason=None,
+        xla=False,
         **extra,
     ):
         if baseline is not None and not isinstance(baseline, Case):
@@ -77,6 +80,7 @@ class Case:
         self.train = train
         self.only = only
         self.reason = reason
+        self.xla = xla
         self.extra = extra
 
     def __repr__(self):
@@ -305,12 +309,22 @@ def ratio(row, base, key):
     return row[key] / base[key]
 
 
-def time_cases(cases, args, dense):
+def time_cases(cases, args, dense, xla=(False, True)):
     """The rows of `cases`, in order, each with its ratios to its
     baseline case and its targets measured. A case for another backend
     than this one is a row with only its name and why it was `skipped`.
-    Every baseline a case or target names must be one of `cases`."""
-    backend = keras.backend.backend()
+    Every baseline a case or target names must be one of `cases`.
+
+    Cases run in two phases, `xla`: first those not compiled by XLA, then
+    those that are (`Case.xla`), each beside its baselines timed again in
+    that phase. Once an XLA-compiled ClockworkRNN had run in a process,
+    the other models' train steps there were slower for the rest of the
+    process (ClockworkRNN without XLA: 45 -> 56 ms, 2-core AMD EPYC,
+    oneDNN on; not undone by freeing the model; docs/performance.md), so
+    no case is timed after an XLA case of its run. `xla=(False,)` or
+    `(True,)` times one phase only (the rows of the other are `None`), so
+    that a run of several suites can time every suite's first phase
+    before any second one (benchmarks/cli.py)."""
     for case in cases:
         for goal in case.targets:
             if goal["baseline"] is not None and goal["baseline"] not in cases:
@@ -323,6 +337,24 @@ def time_cases(cases, args, dense):
                 f"Case {case.name!r}: its baseline {case.baseline!r} is "
                 "not a case of this suite"
             )
+    rows = {case: None for case in cases}
+    for phase in xla:
+        own = [case for case in cases if case.xla == phase]
+        needed = set(own)
+        for case in own:
+            needed.add(case.baseline)
+            needed.update(g["baseline"] for g in case.targets if g["baseline"])
+        group = [case for case in cases if case in needed]
+        measured = _time_group(group, args, dense)
+        for case in own:
+            rows[case] = _with_ratios(case, measured)
+    return [rows[case] for case in cases]
+
+
+def _time_group(cases, args, dense):
+    """{case: row} of `cases` built, warmed up and timed round-robin in
+    this process (a skipped row for another backend's case)."""
+    backend = keras.backend.backend()
     runnable = [case for case in cases if case.only in (None, backend)]
     models = []
     for case in runnable:
@@ -356,22 +388,29 @@ def time_cases(cases, args, dense):
             statistics.median(infer),
         )
         rows[case] = measured_row(case, model, times, memory, dense)
-    for case in cases:
-        row, base = rows[case], rows[case.baseline]
-        if not row.get("skipped"):
-            row["train_ratio"] = ratio(row, base, "train_ms")
-            row["infer_ratio"] = ratio(row, base, "infer_ms")
-        row["targets"] = [
-            report.measure(
-                goal,
-                row,
-                rows[goal["baseline"] or case.baseline]
-                if goal["metric"] in report.RELATIVE
-                else None,
-            )
-            for goal in case.targets
-        ]
-    return [rows[case] for case in cases]
+    return rows
+
+
+def _with_ratios(case, rows):
+    """`rows[case]` with its ratios to its baseline and its targets
+    measured, all against rows of the same phase."""
+    row, base = dict(rows[case]), rows[case.baseline]
+    if case.xla:
+        row["xla"] = True
+    if not row.get("skipped"):
+        row["train_ratio"] = ratio(row, base, "train_ms")
+        row["infer_ratio"] = ratio(row, base, "infer_ms")
+    row["targets"] = [
+        report.measure(
+            goal,
+            row,
+            rows[goal["baseline"] or case.baseline]
+            if goal["metric"] in report.RELATIVE
+            else None,
+        )
+        for goal in case.targets
+    ]
+    return row
 
 
 # ------------------------------------------------------------------- output
@@ -417,6 +456,11 @@ def table(rows, extra=(), columns=COLUMNS):
     baselines = ", ".join(dict.fromkeys(r["baseline"] for r in rows))
     lines.append("")
     lines.append(f"x: median time relative to {baselines}; lower is faster.")
+    if any(row.get("xla") for row in rows):
+        lines.append(
+            "XLA rows were timed after every other case of the run, beside "
+            "their baseline timed again then; their x is to that time."
+        )
     backend = keras.backend.backend()
     for row in rows:
         if row.get("skipped"):

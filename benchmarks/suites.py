@@ -115,6 +115,7 @@ def gf_cases(args, sizes=None):
                 baseline=base,
                 ours=True,
                 only="tensorflow" if jit else None,
+                xla=jit,
                 reason=TF_ONLY if jit else None,
                 **kw,
             )
@@ -282,6 +283,7 @@ def clockwork_layers(args, data, base, suffix="", aims=None, **kwargs):
                 targets=goals,
                 ours=True,
                 only="tensorflow" if jit else None,
+                xla=jit,
                 reason=TF_ONLY if jit else None,
                 **kwargs,
             )

@@ -454,6 +454,100 @@ def test_a_case_for_another_backend_is_a_skipped_row():
     assert f"Skipped on {keras.backend.backend()}: elsewhere: X: y." in text
 
 
+def _logged_cases(log, prefix=""):
+    """A suite of tiny cases whose models log their train steps: a
+    baseline, one case without XLA and one marked as XLA-compiled."""
+    from benchmarks import harness
+
+    def build(name):
+        def make():
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+            model.compile(optimizer="sgd", loss="mse")
+            train = model.train_on_batch
+
+            def logged(*args, **kwargs):
+                log.append(name)
+                return train(*args, **kwargs)
+
+            model.train_on_batch = logged
+            return model
+
+        return make
+
+    data = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
+    base = harness.Case(f"{prefix}base", build(f"{prefix}base"), 12, data)
+    plain = harness.Case(
+        f"{prefix}plain", build(f"{prefix}plain"), 12, data, base
+    )
+    xla = harness.Case(
+        f"{prefix}xla", build(f"{prefix}xla"), 12, data, base, xla=True
+    )
+    return [base, plain, xla]
+
+
+def test_xla_cases_are_timed_after_the_others_beside_their_baseline():
+    """No case is timed after an XLA-compiled one (docs/performance.md:
+    an XLA ClockworkRNN slowed every later model of its process); the
+    XLA case's ratio is to its baseline timed again beside it."""
+    from benchmarks import cli
+    from benchmarks import harness
+
+    args = cli.parse(["--quick", "--repeats", "2", "--warmup", "1"])
+    log = []
+    rows = harness.time_cases(_logged_cases(log), args, {"gflops": 1.0})
+    first_xla = log.index("xla")
+    assert "plain" not in log[first_xla:]
+    assert set(log[:first_xla]) == {"base", "plain"}
+    assert set(log[first_xla:]) == {"base", "xla"}
+    assert [r["model"] for r in rows] == ["base", "plain", "xla"]
+    assert rows[2]["xla"] and "xla" not in rows[1]
+    assert rows[0]["train_ratio"] == 1.0 and rows[2]["train_ratio"] > 0
+    assert "XLA rows were timed after every other case" in harness.table(rows)
+    log.clear()
+    only_first = harness.time_cases(
+        _logged_cases(log), args, {"gflops": 1.0}, xla=(False,)
+    )
+    assert only_first[2] is None and "xla" not in log
+
+
+def test_a_run_times_every_suite_before_any_xla_case(monkeypatch):
+    from benchmarks import cli
+    from benchmarks import suites
+
+    log = []
+    fake = {
+        name: suites.Suite(
+            lambda a, name=name: name,
+            lambda a, name=name: _logged_cases(log, name + "-"),
+        )
+        for name in ("gf", "clockwork")
+    }
+    monkeypatch.setattr(cli, "SUITES", fake)
+    argv = ["--quick", "--suite", "gf", "clockwork", "--repeats", "1"]
+    results = cli.main(argv + ["--warmup", "1"])
+    first_xla = log.index("gf-xla")
+    assert set(log[:first_xla]) == {
+        "gf-base",
+        "gf-plain",
+        "clockwork-base",
+        "clockwork-plain",
+    }
+    assert set(log[first_xla:]) == {
+        "gf-base",
+        "gf-xla",
+        "clockwork-base",
+        "clockwork-xla",
+    }
+    assert list(results) == ["gf", "clockwork"]
+    for name in results:
+        assert [r["model"] for r in results[name]] == [
+            f"{name}-base",
+            f"{name}-plain",
+            f"{name}-xla",
+        ]
+        assert results[name][2]["xla"]
+
+
 def test_inference_only_rows_and_foreign_baselines():
     """An inference-only case times the predict step alone (its row has
     no train time); a baseline outside the suite is refused."""
