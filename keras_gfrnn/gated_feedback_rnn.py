@@ -70,9 +70,9 @@ def _layer_sizes(units, num_layers):
 
 
 # The weights in the layouts of the loop (see
-# `GatedFeedbackCell.fused_weights`): lists of tensors, one per layer.
-# `recurrent_kernels_t`: their transposes (TensorFlow's fast gradient, see
-# `_matmul_pretransposed`), or None.
+# `GatedFeedbackCell.fused_weights`). Lists hold one tensor per layer; `_t`:
+# transposes for TensorFlow's fast gradient (see `_matmul_pretransposed`),
+# or None.
 FusedWeights = collections.namedtuple(
     "FusedWeights",
     [
@@ -81,14 +81,40 @@ FusedWeights = collections.namedtuple(
         "recurrent_kernels",
         "recurrent_biases",
         "recurrent_kernels_t",
+        "summed_kernel",
+        "summed_kernel_t",
+        "candidate_kernels",
+        "candidate_kernels_t",
+        "spread",
     ],
-    defaults=(None,),
+    defaults=(None,) * 6,
 )
-# What layer j reads from h*_{t-1} at one step (see
+# What layer j reads from h*_{t-1} at one step, with feedback (see
 # `GatedFeedbackCell._recurrent_reads`).
 _RecurrentRead = collections.namedtuple(
-    "_RecurrentRead", ["gate_terms", "candidate_terms", "global_gate_logits"]
+    "_RecurrentRead",
+    [
+        "gate_terms",
+        "global_gate_logits",
+        "hidden",
+        "candidate_kernel",
+        "candidate_kernel_t",
+        "spread",
+    ],
 )
+
+
+def _concat(tensors):
+    tensors = list(tensors)
+    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, -1)
+
+
+def _matmul(h, kernel, kernel_t):
+    """`h @ kernel`; with `kernel_t` (training on TensorFlow) through
+    `_matmul_pretransposed`."""
+    if kernel_t is None:
+        return ops.matmul(h, kernel)
+    return _matmul_pretransposed(h, kernel, kernel_t)
 
 
 def _tensor(value):
@@ -213,8 +239,11 @@ class GatedFeedbackCell(keras.layers.Layer):
     numbers as `GatedFeedbackRNN`, whose `inner_loop` prepares what every
     step shares once per call (`fused_weights`, `dropout_masks` and layer
     1's `project_inputs` for all time steps) and then runs Keras' loop with
-    only `step` left in the cell's `call` (docs/design.md). A step reads
-    `h*_{t-1}` with one matmul per layer i. Used on its own, the cell draws
+    only `step` left in the cell's `call` (docs/design.md). With feedback a
+    step reads `h*_{t-1}` with one matmul for every sum over source layers
+    (global gate logits, all-layer gate terms) and one per layer j for its
+    feedback term `[g^{1->j} h^1 | ... | g^{L->j} h^L] U^{*->j}`. Used on
+    its own, the cell draws
     its dropout masks at every step; `GatedFeedbackRNN` draws one set per
     call with `dropout_masks(batch_size, training)`, as
     `keras.layers.LSTM` draws one mask per sequence. Masking, on its own: Keras'
@@ -352,17 +381,14 @@ class GatedFeedbackCell(keras.layers.Layer):
             and self._num_blocks > 1
             and self.gate_inputs == "all_layers"
         )
-        # Split points of layer i's recurrent read with feedback (see
-        # `fused_weights`): the gate terms it sends (to every layer, or to
-        # its own), then U^{i->j} h^i for every j, then the gate logits.
-        self._read_splits = []
-        for i in range(self.num_layers):
-            if self._gates_read_all:
-                widths = [self._gate_width(j) for j in range(self.num_layers)]
-            else:
-                widths = [self._gate_width(i)] if self._num_blocks > 1 else []
-            widths += list(sizes)
-            self._read_splits.append(list(itertools.accumulate(widths)))
+        # Split points of the summed read of h*_{t-1} ("all_layers" gates,
+        # see `fused_weights`): every layer's gate terms, then the global
+        # gate logits.
+        self._summed_splits = list(
+            itertools.accumulate(
+                self._gate_width(j) for j in range(self.num_layers)
+            )
+        )
         # Set by `GatedFeedbackRNN.inner_loop` while its loop runs.
         self._loop_step = None
         self.state_size = list(sizes) * (2 if self.unit_type == "lstm" else 1)
@@ -501,25 +527,27 @@ class GatedFeedbackCell(keras.layers.Layer):
         - `input_kernels[j]`: `(d_j, G*H_j [+ L])` with columns
           `[gates | candidate | global gate logits w_g^{.->j}]`,
           and `input_biases[j]` (or `None`);
-        - `recurrent_kernels[i]`: everything that multiplies `h^i_{t-1}`,
-          side by side. With feedback, columns `[gate terms | U^{i->1} ...
-          U^{i->L} | u_g^{i->1} ... u_g^{i->L}]` (each `u_g^{i->j}` block
-          is L columns, one per gate of layer j), where the gate terms are
-          `U_gates^{i->1} ... U_gates^{i->L}` (`gate_inputs="all_layers"`:
-          `(H_i, (G-1)*S + S + L*L)`) or layer i's own `U_gates^{i->i}`
-          (`"own_layer"`: `(H_i, (G-1)*H_i + S + L*L)`); without feedback
-          `[U_gates^{i->i} | U^{i->i}]`;
-        - `recurrent_biases[j]`: the GRU's `b_rh` (or `None`);
-        - `recurrent_kernels_t`: with `transposed=True` (TensorFlow only),
-          the transposes of `recurrent_kernels`, read by the gradient of the
-          step's recurrent matmuls; else `None`.
+        - `recurrent_biases[j]`: the GRU's `b_rh` (or `None`).
 
-        So a step reads `h*_{t-1}` with one plain matmul per layer. Plain,
-        not batched: TensorFlow's batched matmul (and its gradient) ran at
-        half the speed of separate matmuls on a 2-core CPU without oneDNN.
+        With feedback, h*_{t-1} (every layer's state, side by side) is read
+        by one matmul for everything that is summed over the source layers,
+        `summed_kernel`: `(S, [U_.^{*->1} ... U_.^{*->L} |] u_g^{*->1} ...
+        u_g^{*->L})`, the gate terms only with `gate_inputs="all_layers"`,
+        each `u_g^{*->j}` block L columns (one per source layer); and per
+        layer j by `candidate_kernels[j] = U^{*->j}` `(S, H_j)` after its
+        global reset gates scaled each source's block (`spread`: `(L, S)`,
+        ones where row i meets layer i's columns, so `g @ spread` repeats
+        `g^{i->j}` over layer i's units). `recurrent_kernels[i]` is layer
+        i's own `U_.^{i->i}` with `"own_layer"` gates, else `None`.
+        Without feedback `recurrent_kernels[i] = [U_.^{i->i} | U^{i->i}]`.
+
+        With `transposed=True` (TensorFlow only), the `_t` fields hold the
+        transposes, read by the gradient of the step's recurrent matmuls;
+        else `None`. Plain matmuls, not batched: TensorFlow's batched
+        matmul (and its gradient) ran at half the speed of separate matmuls
+        on a 2-core CPU without oneDNN.
         """
         sizes = self.layer_units
-        offsets = [sum(sizes[:i]) for i in range(self.num_layers)]
         input_kernels, input_biases, recurrent = [], [], []
         for j, units in enumerate(sizes):
             kernel = self._to_step_order(self.kernels[j], units)
@@ -533,29 +561,48 @@ class GatedFeedbackCell(keras.layers.Layer):
                 input_biases.append(_tensor(bias))
             else:
                 input_biases.append(None)
-            rows = slice(offsets[j], offsets[j] + units)
-            if self._gates_read_all:
-                parts = [k[rows] for k in self.recurrent_kernels]
-            elif self._num_blocks > 1:
-                parts = [self.recurrent_kernels[j]]
-            else:
-                parts = []
-            if self.feedback:
-                parts += [k[rows] for k in self.feedback_kernels]
-                parts += [k[rows] for k in self.gate_recurrent_kernels]
-            else:
+            if not self.feedback:
+                parts = list(self.recurrent_kernels[j : j + 1])
                 parts.append(self.feedback_kernels[j])
-            recurrent.append(ops.concatenate(parts, axis=1))
+                recurrent.append(_tensor(_concat(parts)))
+            elif self._num_blocks > 1 and not self._gates_read_all:
+                recurrent.append(_tensor(self.recurrent_kernels[j]))
+            else:
+                recurrent.append(None)
+        transposed = transposed and keras.backend.backend() == "tensorflow"
+
+        def transposes(kernels):
+            if not transposed:
+                return None
+            return [None if k is None else ops.transpose(k) for k in kernels]
+
+        fields = {}
+        if self.feedback:
+            summed = list(self.gate_recurrent_kernels)
+            if self._gates_read_all:
+                summed = list(self.recurrent_kernels) + summed
+            summed = _tensor(_concat(summed))
+            candidates = [_tensor(k) for k in self.feedback_kernels]
+            spread = np.zeros((len(sizes), sum(sizes)), "float32")
+            for i, units in enumerate(sizes):
+                spread[i, sum(sizes[:i]) : sum(sizes[: i + 1])] = 1
+            fields = {
+                "summed_kernel": summed,
+                "summed_kernel_t": (transposes([summed]) or [None])[0],
+                "candidate_kernels": candidates,
+                "candidate_kernels_t": transposes(candidates),
+                "spread": ops.convert_to_tensor(
+                    spread, dtype=self.compute_dtype
+                ),
+            }
         recurrent_biases = [_tensor(b) for b in self.recurrent_biases]
-        recurrent_t = None
-        if transposed and keras.backend.backend() == "tensorflow":
-            recurrent_t = [ops.transpose(k) for k in recurrent]
         return FusedWeights(
             input_kernels=input_kernels,
             input_biases=input_biases,
             recurrent_kernels=recurrent,
             recurrent_biases=recurrent_biases or [None] * len(sizes),
-            recurrent_kernels_t=recurrent_t,
+            recurrent_kernels_t=transposes(recurrent),
+            **fields,
         )
 
     def project_inputs(self, inputs, weights, layer=0):
@@ -661,56 +708,53 @@ class GatedFeedbackCell(keras.layers.Layer):
         return output, new_hidden + new_cells
 
     def _recurrent_reads(self, hidden, weights, recurrent_masks):
-        # Everything that reads h*_{t-1}, from one matmul per source layer
-        # i of ĥ^i = h^i_{t-1} * (its recurrent dropout mask). For every
-        # layer j, with feedback, a `_RecurrentRead`:
-        #   gate_terms:         U_.^{i->j} ĥ^i for i = 1..L ("all_layers")
-        #                       or U_.^{j->j} ĥ^j ("own_layer")
-        #   candidate_terms:    U^{i->j} ĥ^i for i = 1..L
+        # Everything that reads h*_{t-1}, from ĥ^i = h^i_{t-1} * (its
+        # recurrent dropout mask). Without feedback, per layer j one matmul:
+        # [U_.^{j->j} ĥ^j | U^{j->j} ĥ^j]. With feedback, per layer j a
+        # `_RecurrentRead`:
+        #   gate_terms:         sum_{i=1..L} U_.^{i->j} ĥ^i ("all_layers",
+        #                       one matmul of ĥ* for every layer) or
+        #                       U_.^{j->j} ĥ^j ("own_layer")
         #   global_gate_logits: sum_{i=1..L} u_g^{i->j} . ĥ^i (column i
-        #                       feeds g^{i->j})
-        # Without feedback, layer j's own [U_.^{j->j} ĥ^j | U^{j->j} ĥ^j].
+        #                       feeds g^{i->j}), in the same matmul of ĥ*
+        #   hidden, candidate_kernel(_t), spread: ĥ* and U^{*->j}, for
+        #                       F^j = [g^{1->j} ĥ^1 | ... | g^{L->j} ĥ^L]
+        #                       U^{*->j} (in `_pre_activations`)
         if recurrent_masks is not None:
             hidden = [h * m for h, m in zip(hidden, recurrent_masks)]
-        if weights.recurrent_kernels_t is None:
-            products = [
-                ops.matmul(h, k)
-                for h, k in zip(hidden, weights.recurrent_kernels)
-            ]
-        else:
-            products = [
-                _matmul_pretransposed(h, k, k_t)
-                for h, k, k_t in zip(
-                    hidden,
-                    weights.recurrent_kernels,
-                    weights.recurrent_kernels_t,
-                )
-            ]
-        if not self.feedback:
-            return products
-        layers = range(self.num_layers)
-        gate_terms = [[] for _ in layers]
-        candidate_terms = [[] for _ in layers]
-        logits = None
-        for i in layers:
-            # products[i] = [gate terms | U^{i->1} ĥ^i ... U^{i->L} ĥ^i |
-            # u_g^{i->1} . ĥ^i ... u_g^{i->L} . ĥ^i] (see `fused_weights`)
-            pieces = ops.split(products[i], self._read_splits[i], axis=-1)
-            if self._gates_read_all:
-                for j in layers:
-                    gate_terms[j].append(pieces[j])
-                pieces = pieces[self.num_layers :]
-            elif self._num_blocks > 1:
-                gate_terms[i].append(pieces[0])
-                pieces = pieces[1:]
-            for j in layers:
-                candidate_terms[j].append(pieces[j])
-            logits = pieces[-1] if logits is None else logits + pieces[-1]
-        logits = ops.split(logits, self.num_layers, axis=-1)
-        return [
-            _RecurrentRead(gate_terms[j], candidate_terms[j], logits[j])
-            for j in layers
+        kernels_t = weights.recurrent_kernels_t or [None] * len(hidden)
+        own = [
+            None if k is None else _matmul(h, k, k_t)
+            for h, k, k_t in zip(hidden, weights.recurrent_kernels, kernels_t)
         ]
+        if not self.feedback:
+            return own
+        layers = range(self.num_layers)
+        hidden = _concat(hidden)
+        pieces = [
+            _matmul(hidden, weights.summed_kernel, weights.summed_kernel_t)
+        ]
+        if self._gates_read_all:
+            pieces = ops.split(pieces[0], self._summed_splits, axis=-1)
+        logits = ops.split(pieces[-1], self.num_layers, axis=-1)
+        candidates_t = weights.candidate_kernels_t or [None] * len(layers)
+        reads = []
+        for j in layers:
+            if self._gates_read_all:
+                gate_terms = [pieces[j]]
+            else:
+                gate_terms = [own[j]] if own[j] is not None else []
+            reads.append(
+                _RecurrentRead(
+                    gate_terms,
+                    logits[j],
+                    hidden,
+                    weights.candidate_kernels[j],
+                    candidates_t[j],
+                    weights.spread,
+                )
+            )
+        return reads
 
     def _pre_activations(self, j, inputs, read):
         # For layer j, given `inputs` = project_inputs(h^{j-1}_t) and its
@@ -718,6 +762,7 @@ class GatedFeedbackCell(keras.layers.Layer):
         #   g^{i->j}_t = sigmoid(w_g^{i->j} h^{j-1}_t + u_g^{i->j} h*_{t-1}
         #                        + b_g^{i->j})
         #   F^j_t = sum_{i=1..L} g^{i->j}_t * (U^{i->j} h^i_{t-1})
+        #         = [g^{1->j}_t h^1_{t-1} | ... | g^{L->j}_t h^L_{t-1}] U^{*->j}
         #           (feedback=False: U^{j->j} h^j_{t-1})
         #   gates = W_. h^{j-1}_t + b_. + R^j_.   (LSTM i, f, o; GRU z, r)
         # Returns (gates or None for tanh, candidate = W_c h^{j-1}_t + b_c,
@@ -737,15 +782,10 @@ class GatedFeedbackCell(keras.layers.Layer):
         global_gates = self.recurrent_activation(
             logits + read.global_gate_logits
         )
-        if self.num_layers > 1:
-            global_gates = ops.split(global_gates, self.num_layers, axis=-1)
-        else:
-            global_gates = [global_gates]
-        terms = zip(global_gates, read.candidate_terms)
-        g, term = next(terms)
-        feedback = g * term
-        for g, term in terms:
-            feedback = feedback + g * term
+        scaled = read.hidden * ops.matmul(global_gates, read.spread)
+        feedback = _matmul(
+            scaled, read.candidate_kernel, read.candidate_kernel_t
+        )
         if not width:
             return None, candidate, feedback
         for term in read.gate_terms:
@@ -1027,9 +1067,10 @@ class GatedFeedbackRNN(CellRNN):
     once per call the weights in the loop's layouts, one set of dropout
     masks (`layer.cell.dropout_masks`) and the first layer's input
     projection for every time step (one matmul), then runs Keras' own loop;
-    at each step every term that reads `h^i_{t-1}` (the gate terms it
-    sends, the feedback products `U^{i->j} h^i` for every j, its share of
-    every global gate) comes from one matmul per layer i (docs/design.md).
+    at each step one matmul of `h*_{t-1}` gives every global gate logit
+    (and, with all-layer gates, every gate term), and one matmul per layer
+    j its feedback term `sum_i g^{i->j} U^{i->j} h^i_{t-1}`, with the
+    scalar gates applied to the sources' states first (docs/design.md).
 
     Masking: at a masked time step every layer's state (h and c) is carried
     over unchanged and the output repeats the previous output, as in

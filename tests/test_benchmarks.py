@@ -34,8 +34,12 @@ def test_gated_feedback_counts_every_weight_matrix(
     )
     layer.build((B, T, D))
     weights = layer.cell.fused_weights()
-    # Every matmul of the loop, each weight element once.
-    expected = matmul_flops(weights.input_kernels + weights.recurrent_kernels)
+    # Every matmul of the loop, each weight element once (the global
+    # gates' `spread` only repeats them over their units: not counted).
+    kernels = weights.input_kernels + weights.recurrent_kernels
+    if feedback:
+        kernels += [weights.summed_kernel] + weights.candidate_kernels
+    expected = matmul_flops([k for k in kernels if k is not None])
     count = flops.gated_feedback(
         unit_type, B, T, D, 7, 3, feedback, gate_inputs
     )
