@@ -205,27 +205,28 @@ def main(argv=None):
     print("\n".join(sections), flush=True)
     results = {}
     cases = {name: SUITES[name].cases(args) for name in args.suite}
-    first = {}  # the rows of the first phase of suites with XLA cases
     # Every suite's cases without XLA first, then every suite's XLA cases
     # (harness.time_cases says why).
-    for phase in (False, True):
-        for name in args.suite:
-            has_xla = any(case.xla for case in cases[name])
-            if phase and not has_xla:
-                continue
-            start = time.perf_counter()
-            rows = time_cases(cases[name], args, dense, xla=(phase,))
-            if not phase and has_xla:
-                first[name] = rows
-                print(
-                    f"({name}: {time.perf_counter() - start:.0f} s; its XLA "
-                    "cases are timed after every suite)",
-                    flush=True,
-                )
-                continue
-            if phase:
-                rows = [row or old for row, old in zip(rows, first[name])]
+    later = [n for n in args.suite if any(c.xla for c in cases[n])]
+    first = {}
+    for name in args.suite:
+        start = time.perf_counter()
+        rows = time_cases(cases[name], args, dense, xla=(False,))
+        if name in later:
+            first[name] = rows
+            print(
+                f"({name}: {time.perf_counter() - start:.0f} s; its XLA "
+                "cases are timed after every suite)",
+                flush=True,
+            )
+        else:
             show(args, sections, results, dense, name, rows, start)
+    for name in later:
+        start = time.perf_counter()
+        rows = time_cases(cases[name], args, dense, xla=(True,))
+        rows = [row or old for row, old in zip(rows, first[name])]
+        show(args, sections, results, dense, name, rows, start)
+    results = {name: results[name] for name in args.suite}
     goals = report.targets_table(report.evaluate_targets(results))
     if goals:
         sections += ["", "### Targets (this run)", "", goals]

@@ -340,6 +340,8 @@ def time_cases(cases, args, dense, xla=(False, True)):
     rows = {case: None for case in cases}
     for phase in xla:
         own = [case for case in cases if case.xla == phase]
+        if not own:
+            continue
         needed = set(own)
         for case in own:
             needed.add(case.baseline)

@@ -3,10 +3,18 @@
 `CellRNN`: a `keras.layers.RNN` that owns its cell (flat config, checks of
 inputs and initial states that name the argument), and the `jit_compile`
 plumbing: when a layer compiles its step with XLA (`uses_xla`) and the one
-compiled function it keeps per layer (`xla_compiled`).
+compiled function it keeps per layer (`xla_compiled`), and `concat`, the
+features of several tensors side by side.
 """
 
 import keras
+from keras import ops
+
+
+def concat(tensors):
+    """`tensors` side by side on the last axis; a single one as it is."""
+    tensors = list(tensors)
+    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, -1)
 
 
 class CellRNN(keras.layers.RNN):

@@ -31,6 +31,8 @@ import math
 
 from keras import ops
 
+from keras_gfrnn._rnn import concat
+
 # Periods (and the step counter) are int32: a period is at most this.
 MAX_PERIOD = 2**31 - 1
 # Sequences of a static length up to this many steps are unrolled whole.
@@ -133,7 +135,7 @@ def recurrent_drive(h, kernels, modules):
     """`h_{t-1} (W_H * M)` for `modules`, following the connectivity: each
     module reads only the modules it is connected to. Concatenated."""
     units = h.shape[-1]
-    return _concat(
+    return concat(
         [
             ops.matmul(h[:, units - kernels[i].shape[0] :], kernels[i])
             for i in modules
@@ -196,7 +198,7 @@ def unrolled(schedule, activation, kernels, projected, h0, compile=None):
                 states = _step_states(
                     activation, kernels, states, current, active, inputs
                 )
-                current = _concat(states)
+                current = concat(states)
             outputs.append(current)
         return ops.stack(outputs, axis=1)
 
@@ -240,7 +242,7 @@ def by_blocks(schedule, activation, kernels, projected, h0, compile=None):
                 states = _step_states(
                     activation, kernels, states, h, plan[k], inputs
                 )
-                h = _concat(states)
+                h = concat(states)
             outs.append(h)
         return h, ops.stack(outs, axis=1)
 
@@ -284,7 +286,7 @@ def by_modules(schedule, activation, kernels, projected, h0, compile=None):
         cols = slice(i * m, (i + 1) * m)
         drive = projected[:, ::period, cols]  # at ticks 0, T_i, 2 T_i, ...
         if i + 1 < g:  # the slower modules it reads, at its ticks
-            slower = _concat([b[:, ::period] for b in before[i + 1 :]])
+            slower = concat([b[:, ::period] for b in before[i + 1 :]])
             drive = drive + ops.matmul(slower, kernels[i][m:])
         _, ticks = ops.scan(
             lambda h, u, own=kernels[i][:m]: tick(h, u, own),
@@ -297,8 +299,3 @@ def by_modules(schedule, activation, kernels, projected, h0, compile=None):
             [ops.expand_dims(h0[:, cols], 1), held[i][:, :-1]], axis=1
         )
     return ops.concatenate(held, axis=-1)
-
-
-def _concat(tensors):
-    tensors = list(tensors)
-    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, -1)

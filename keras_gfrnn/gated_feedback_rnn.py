@@ -11,6 +11,7 @@ from keras_gfrnn import _rnn
 from keras_gfrnn._config import resolve_weight_options
 from keras_gfrnn._config import serialize_weight_options
 from keras_gfrnn._rnn import CellRNN
+from keras_gfrnn._rnn import concat
 from keras_gfrnn._rnn import expose_cell_attributes
 from keras_gfrnn._validation import check_choice
 from keras_gfrnn._validation import check_positive_int
@@ -72,7 +73,7 @@ def _layer_sizes(units, num_layers):
 # The weights in the layouts of the loop (see
 # `GatedFeedbackCell.fused_weights`). Lists hold one tensor per layer; `_t`:
 # transposes for TensorFlow's fast gradient (see `_matmul_pretransposed`),
-# or None.
+# or None in their place. The last five are only for feedback.
 FusedWeights = collections.namedtuple(
     "FusedWeights",
     [
@@ -87,26 +88,13 @@ FusedWeights = collections.namedtuple(
         "candidate_kernels_t",
         "spread",
     ],
-    defaults=(None,) * 6,
+    defaults=(None,) * 5,
 )
 # What layer j reads from h*_{t-1} at one step, with feedback (see
 # `GatedFeedbackCell._recurrent_reads`).
 _RecurrentRead = collections.namedtuple(
-    "_RecurrentRead",
-    [
-        "gate_terms",
-        "global_gate_logits",
-        "hidden",
-        "candidate_kernel",
-        "candidate_kernel_t",
-        "spread",
-    ],
+    "_RecurrentRead", ["gate_term", "global_gate_logits", "hidden"]
 )
-
-
-def _concat(tensors):
-    tensors = list(tensors)
-    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, -1)
 
 
 def _matmul(h, kernel, kernel_t):
@@ -543,9 +531,9 @@ class GatedFeedbackCell(keras.layers.Layer):
 
         With `transposed=True` (TensorFlow only), the `_t` fields hold the
         transposes, read by the gradient of the step's recurrent matmuls;
-        else `None`. Plain matmuls, not batched: TensorFlow's batched
-        matmul (and its gradient) ran at half the speed of separate matmuls
-        on a 2-core CPU without oneDNN.
+        else `None` in their place. Plain matmuls, not batched:
+        TensorFlow's batched matmul (and its gradient) ran at half the
+        speed of separate matmuls on a 2-core CPU without oneDNN.
         """
         sizes = self.layer_units
         input_kernels, input_biases, recurrent = [], [], []
@@ -564,7 +552,7 @@ class GatedFeedbackCell(keras.layers.Layer):
             if not self.feedback:
                 parts = list(self.recurrent_kernels[j : j + 1])
                 parts.append(self.feedback_kernels[j])
-                recurrent.append(_tensor(_concat(parts)))
+                recurrent.append(_tensor(concat(parts)))
             elif self._num_blocks > 1 and not self._gates_read_all:
                 recurrent.append(_tensor(self.recurrent_kernels[j]))
             else:
@@ -572,23 +560,22 @@ class GatedFeedbackCell(keras.layers.Layer):
         transposed = transposed and keras.backend.backend() == "tensorflow"
 
         def transposes(kernels):
-            if not transposed:
-                return None
-            return [None if k is None else ops.transpose(k) for k in kernels]
+            return [
+                ops.transpose(k) if transposed and k is not None else None
+                for k in kernels
+            ]
 
         fields = {}
         if self.feedback:
             summed = list(self.gate_recurrent_kernels)
             if self._gates_read_all:
                 summed = list(self.recurrent_kernels) + summed
-            summed = _tensor(_concat(summed))
+            summed = _tensor(concat(summed))
             candidates = [_tensor(k) for k in self.feedback_kernels]
-            spread = np.zeros((len(sizes), sum(sizes)), "float32")
-            for i, units in enumerate(sizes):
-                spread[i, sum(sizes[:i]) : sum(sizes[: i + 1])] = 1
+            spread = np.repeat(np.eye(len(sizes)), sizes, axis=1)
             fields = {
                 "summed_kernel": summed,
-                "summed_kernel_t": (transposes([summed]) or [None])[0],
+                "summed_kernel_t": transposes([summed])[0],
                 "candidate_kernels": candidates,
                 "candidate_kernels_t": transposes(candidates),
                 "spread": ops.convert_to_tensor(
@@ -689,7 +676,9 @@ class GatedFeedbackCell(keras.layers.Layer):
                 if input_masks[j] is not None:
                     below = below * input_masks[j]
                 inputs = self.project_inputs(below, weights, layer=j)
-            gates, candidate, feedback = self._pre_activations(j, inputs, read)
+            gates, candidate, feedback = self._pre_activations(
+                j, inputs, read, weights
+            )
             h, c = self._unit_update(
                 gates,
                 candidate,
@@ -712,51 +701,34 @@ class GatedFeedbackCell(keras.layers.Layer):
         # recurrent dropout mask). Without feedback, per layer j one matmul:
         # [U_.^{j->j} ĥ^j | U^{j->j} ĥ^j]. With feedback, per layer j a
         # `_RecurrentRead`:
-        #   gate_terms:         sum_{i=1..L} U_.^{i->j} ĥ^i ("all_layers",
-        #                       one matmul of ĥ* for every layer) or
-        #                       U_.^{j->j} ĥ^j ("own_layer")
+        #   gate_term:          sum_{i=1..L} U_.^{i->j} ĥ^i ("all_layers",
+        #                       one matmul of ĥ* for every layer),
+        #                       U_.^{j->j} ĥ^j ("own_layer") or None (tanh)
         #   global_gate_logits: sum_{i=1..L} u_g^{i->j} . ĥ^i (column i
         #                       feeds g^{i->j}), in the same matmul of ĥ*
-        #   hidden, candidate_kernel(_t), spread: ĥ* and U^{*->j}, for
-        #                       F^j = [g^{1->j} ĥ^1 | ... | g^{L->j} ĥ^L]
-        #                       U^{*->j} (in `_pre_activations`)
+        #   hidden:             ĥ*, for F^j = [g^{1->j} ĥ^1 | ... |
+        #                       g^{L->j} ĥ^L] U^{*->j} (`_pre_activations`)
         if recurrent_masks is not None:
             hidden = [h * m for h, m in zip(hidden, recurrent_masks)]
-        kernels_t = weights.recurrent_kernels_t or [None] * len(hidden)
         own = [
             None if k is None else _matmul(h, k, k_t)
-            for h, k, k_t in zip(hidden, weights.recurrent_kernels, kernels_t)
+            for h, k, k_t in zip(
+                hidden, weights.recurrent_kernels, weights.recurrent_kernels_t
+            )
         ]
         if not self.feedback:
             return own
-        layers = range(self.num_layers)
-        hidden = _concat(hidden)
-        pieces = [
-            _matmul(hidden, weights.summed_kernel, weights.summed_kernel_t)
-        ]
+        hidden = concat(hidden)
+        summed = _matmul(hidden, weights.summed_kernel, weights.summed_kernel_t)
         if self._gates_read_all:
-            pieces = ops.split(pieces[0], self._summed_splits, axis=-1)
-        logits = ops.split(pieces[-1], self.num_layers, axis=-1)
-        candidates_t = weights.candidate_kernels_t or [None] * len(layers)
-        reads = []
-        for j in layers:
-            if self._gates_read_all:
-                gate_terms = [pieces[j]]
-            else:
-                gate_terms = [own[j]] if own[j] is not None else []
-            reads.append(
-                _RecurrentRead(
-                    gate_terms,
-                    logits[j],
-                    hidden,
-                    weights.candidate_kernels[j],
-                    candidates_t[j],
-                    weights.spread,
-                )
-            )
-        return reads
+            *own, summed = ops.split(summed, self._summed_splits, axis=-1)
+        logits = ops.split(summed, self.num_layers, axis=-1)
+        return [
+            _RecurrentRead(gate_term, logit, hidden)
+            for gate_term, logit in zip(own, logits)
+        ]
 
-    def _pre_activations(self, j, inputs, read):
+    def _pre_activations(self, j, inputs, read, weights):
         # For layer j, given `inputs` = project_inputs(h^{j-1}_t) and its
         # `read` of h*_{t-1} (see `_recurrent_reads`):
         #   g^{i->j}_t = sigmoid(w_g^{i->j} h^{j-1}_t + u_g^{i->j} h*_{t-1}
@@ -782,15 +754,15 @@ class GatedFeedbackCell(keras.layers.Layer):
         global_gates = self.recurrent_activation(
             logits + read.global_gate_logits
         )
-        scaled = read.hidden * ops.matmul(global_gates, read.spread)
+        scaled = read.hidden * ops.matmul(global_gates, weights.spread)
         feedback = _matmul(
-            scaled, read.candidate_kernel, read.candidate_kernel_t
+            scaled,
+            weights.candidate_kernels[j],
+            weights.candidate_kernels_t[j],
         )
         if not width:
             return None, candidate, feedback
-        for term in read.gate_terms:
-            gates = gates + term
-        return gates, candidate, feedback
+        return gates + read.gate_term, candidate, feedback
 
     def _unit_update(self, gates, candidate, feedback, b_rh, h_prev, c_prev):
         # With F^j_t = `feedback` (None: already in `candidate`):
