@@ -728,3 +728,50 @@ def test_quick_keeps_sizes_given_on_the_command_line():
     args = cli.parse(["--quick", "--cw-steps", "4", "--repeats", "1"])
     assert (args.cw_steps, args.repeats, args.cw_units) == (4, 1, 16)
     assert args.unit_types == ["lstm", "gru"]
+
+
+tensorflow_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="benchmarks.profile reads a TensorFlow profiler trace",
+)
+
+
+@tensorflow_only
+@pytest.mark.parametrize("unit_type", ["lstm", "gru"])
+def test_profile_reports_where_a_train_step_spends_its_time(
+    tmp_path, capsys, unit_type
+):
+    from benchmarks import profile
+
+    profile.main(
+        ["--unit-type", unit_type, "--units", "6", "--base-units", "7",
+         "--batch", "2", "--steps", "5", "--vocab", "11", "--embed", "3",
+         "--rounds", "1", "--profiled-steps", "2",
+         "--logdir", str(tmp_path)]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    gf, keras_part = out.split(f"## keras {unit_type} 3x7")
+    assert f"## GF-{unit_type} 3x6 feedback" in gf
+    # The forward and backward loops of the train step: one pair for the
+    # whole GF stack, one per layer of Keras' stack.
+    assert gf.count("while body") == 2
+    assert keras_part.count("while body") == 6
+    for part in (gf, keras_part):
+        matmul_ms = float(part.split("  matmul ")[1].split("ms")[0])
+        assert matmul_ms > 0
+        assert "GRAD " in part and "FWD " in part
+    assert list(tmp_path.glob("gf/plugins/profile/*/*.xplane.pb"))
+    assert list(tmp_path.glob("keras/plugins/profile/*/*.xplane.pb"))
+
+
+def test_profile_classes_of_op_types():
+    from benchmarks import profile
+
+    assert profile.op_class("MatMul") == "matmul"
+    assert profile.op_class("_MklMatMul") == "matmul"
+    assert profile.op_class("BatchMatMulV2") == "matmul"
+    assert profile.op_class("SigmoidGrad") == "elementwise"
+    assert profile.op_class("SplitV") == "concat/split/slice"
+    assert profile.op_class("TensorListPushBack") == "loop bookkeeping"
+    assert profile.op_class("While") is None
+    assert profile.op_class("ResourceApplyAdam").startswith("other")
