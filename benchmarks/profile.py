@@ -12,10 +12,10 @@ model it prints:
 - the train step's median time (the two models alternate, `--rounds`);
 - the op counts of every `while` body of the traced step (forward and
   backward loops: ops per time step);
-- from a `tf.profiler` trace of `--steps` train steps: kernel time per op
-  type, per class (matmul, elementwise, concat/split, loop bookkeeping),
-  the executor's time around the kernels, and the costliest matmuls by op
-  name (FWD / GRAD), per train step.
+- from a `tf.profiler` trace of `--profiled-steps` train steps: kernel
+  time per op type, per class (matmul, elementwise, concat/split, loop
+  bookkeeping), the executor's time around the kernels, and the costliest
+  matmuls by op name (FWD / GRAD), per train step.
 
 TensorFlow only (the trace is TensorFlow's). Times are CPU time summed
 over the threads that ran kernels, so they exceed the step's wall time on
@@ -76,6 +76,19 @@ def op_class(op_type):
     return "other (embedding, loss, optimizer)"
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1 (argparse names the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer. Received: {text!r}"
+        )
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -83,36 +96,38 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--units",
-        type=int,
+        type=positive_int,
         default=None,
         help="GF units per layer (default: the paper's size)",
     )
     p.add_argument(
         "--base-units",
-        type=int,
+        type=positive_int,
         default=None,
         help="Keras' units per layer (default: the paper's)",
     )
-    p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--vocab", type=int, default=205)
-    p.add_argument("--embed", type=int, default=64)
+    p.add_argument("--layers", type=positive_int, default=3)
+    p.add_argument("--batch", type=positive_int, default=32)
+    p.add_argument(
+        "--steps", type=positive_int, default=100, help="sequence length T"
+    )
+    p.add_argument("--vocab", type=positive_int, default=205)
+    p.add_argument("--embed", type=positive_int, default=64)
     p.add_argument(
         "--rounds",
-        type=int,
+        type=positive_int,
         default=9,
         help="timed train steps per model (alternating)",
     )
-    p.add_argument("--profiled-steps", type=int, default=5)
+    p.add_argument("--profiled-steps", type=positive_int, default=5)
     p.add_argument(
         "--top",
-        type=int,
+        type=positive_int,
         default=12,
         help="op types and matmuls listed per model",
     )
     p.add_argument("--logdir", default=None)
-    return p.parse_args(argv)  # fmt: skip
+    return p.parse_args(argv)
 
 
 def train_step(model):

@@ -775,3 +775,16 @@ def test_profile_classes_of_op_types():
     assert profile.op_class("TensorListPushBack") == "loop bookkeeping"
     assert profile.op_class("While") is None
     assert profile.op_class("ResourceApplyAdam").startswith("other")
+
+
+@pytest.mark.parametrize("flag", ["--rounds", "--units", "--steps"])
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_profile_rejects_bad_sizes_by_name(capsys, flag, value):
+    from benchmarks import profile
+
+    with pytest.raises(SystemExit) as exit_info:
+        profile.parse_args([flag, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: expected a positive integer." in err
+    assert f"Received: {value!r}" in err
