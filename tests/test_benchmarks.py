@@ -777,7 +777,10 @@ def test_profile_classes_of_op_types():
     assert profile.op_class("ResourceApplyAdam").startswith("other")
 
 
-@pytest.mark.parametrize("flag", ["--rounds", "--units", "--steps"])
+@pytest.mark.parametrize(
+    "flag", ["--units", "--base-units", "--layers", "--batch", "--steps",
+             "--vocab", "--embed", "--rounds", "--profiled-steps", "--top"]
+)  # fmt: skip
 @pytest.mark.parametrize("value", ["0", "-3", "two"])
 def test_profile_rejects_bad_sizes_by_name(capsys, flag, value):
     from benchmarks import profile
