@@ -16,6 +16,10 @@ block:
 
 - `unrolled`: a static length, every step unrolled; at step t only the
   modules active at t are computed (a static set).
+- `unrolled_by_modules`: a static length, module by module as in
+  `by_modules` below, each module's ticks unrolled; the loop XLA runs
+  fastest (one matmul at a time: the sequential chain's matmuls are
+  `m x m`).
 - `by_blocks`: a loop over blocks of one clock cycle, unrolled inside.
 - `by_modules`: module by module from the slowest, each scanning only its
   own ticks with its `m x m` recurrence; memory and time are bound by the
@@ -148,12 +152,16 @@ def choose_loop(
     steps,
     max_unrolled_steps=MAX_UNROLLED_STEPS,
     max_unrolled_cycle=MAX_UNROLLED_CYCLE,
+    compiled=False,
 ):
-    """`"unrolled"`, `"by_blocks"` or `"by_modules"`: the loop that
-    `ClockworkRNN` runs for a sequence of `steps` steps (`None`: unknown
-    when traced)."""
+    """`"unrolled"`, `"unrolled_by_modules"`, `"by_blocks"` or
+    `"by_modules"`: the loop that `ClockworkRNN` runs for a sequence of
+    `steps` steps (`None`: unknown when traced); `compiled`: whether the
+    layer compiles its loop with XLA (TensorFlow's `jit_compile`), which
+    then gets `"unrolled_by_modules"` for a static length (measured in
+    docs/performance.md)."""
     if steps is not None and steps <= max_unrolled_steps:
-        return "unrolled"
+        return "unrolled_by_modules" if compiled else "unrolled"
     if schedule.clock_cycle <= max_unrolled_cycle:
         return "by_blocks"
     return "by_modules"
@@ -164,6 +172,7 @@ def run(loop, schedule, activation, kernels, projected, h0, compile=None):
     at every step `(batch, steps, units)`."""
     loops = {
         "unrolled": unrolled,
+        "unrolled_by_modules": unrolled_by_modules,
         "by_blocks": by_blocks,
         "by_modules": by_modules,
     }
@@ -269,18 +278,75 @@ def by_modules(schedule, activation, kernels, projected, h0, compile=None):
     the steps by a gather, so memory stays proportional to the sequence
     length whatever the periods. With `compile`, one tick is one program
     ("_xla_tick")."""
-    g = schedule.num_modules
-    m = projected.shape[-1] // g
     steps = ops.shape(projected)[1]
     step_index = ops.arange(steps)
-    held = [None] * g  # h of each module at every step
-    before = [None] * g  # the same, one step earlier
 
     def tick(h, u, own):
         h = activation(u + ops.matmul(h, own))
         return h, h
 
     tick = _compiled(compile, "_xla_tick", tick)
+
+    def own_ticks(h, drive, own):
+        _, ticks = ops.scan(
+            lambda h, u: tick(h, u, own), h, ops.transpose(drive, (1, 0, 2))
+        )
+        return ops.transpose(ticks, (1, 0, 2))
+
+    def spread(ticks, period):
+        return ops.take(ticks, step_index // period, axis=1)
+
+    return _module_by_module(
+        schedule, kernels, projected, h0, own_ticks, spread
+    )
+
+
+def unrolled_by_modules(
+    schedule, activation, kernels, projected, h0, compile=None
+):
+    """`by_modules` for a static length, each module's ticks unrolled and
+    its states spread over the steps by a repeat. The loop that XLA runs
+    fastest: its program runs mostly one matmul at a time, and here the
+    matmuls of the sequential chain are `m x m` (the slower modules' part
+    is one matmul per module), where `unrolled` reads every slower module
+    at every tick. With `compile` it is one program
+    ("_xla_module_steps")."""
+
+    def own_ticks(h, drive, own):
+        ticks = []
+        for u in ops.unstack(drive, axis=1):
+            h = activation(u + ops.matmul(h, own))
+            ticks.append(h)
+        return ops.stack(ticks, axis=1)
+
+    def steps_fn(projected, h0, kernels):
+        # Compiled once per layer: the length is read from each trace's
+        # inputs, not from the first call's.
+        steps = projected.shape[1]
+
+        def spread(ticks, period):
+            # No period-sized tensor: a period past the sequence has one
+            # tick.
+            return ops.repeat(ticks, min(period, steps), axis=1)[:, :steps]
+
+        return _module_by_module(
+            schedule, kernels, projected, h0, own_ticks, spread
+        )
+
+    steps_fn = _compiled(compile, "_xla_module_steps", steps_fn)
+    return steps_fn(projected, h0, kernels)
+
+
+def _module_by_module(schedule, kernels, projected, h0, own_ticks, spread):
+    """What `by_modules` and `unrolled_by_modules` share. Slowest module
+    first, module i: its inputs at its ticks 0, T_i, 2 T_i, ... plus, in
+    one matmul, the slower modules' states of the steps before them; then
+    `own_ticks(h0_i, drive, own_kernel)`, its states at its ticks `(B,
+    ticks, m)`, and `spread(ticks, T_i)`, the same held at every step."""
+    g = schedule.num_modules
+    m = projected.shape[-1] // g
+    held = [None] * g  # h of each module at every step
+    before = [None] * g  # the same, one step earlier
     for i in reversed(range(g)):
         period = schedule.periods[i]
         cols = slice(i * m, (i + 1) * m)
@@ -288,14 +354,9 @@ def by_modules(schedule, activation, kernels, projected, h0, compile=None):
         if i + 1 < g:  # the slower modules it reads, at its ticks
             slower = concat([b[:, ::period] for b in before[i + 1 :]])
             drive = drive + ops.matmul(slower, kernels[i][m:])
-        _, ticks = ops.scan(
-            lambda h, u, own=kernels[i][:m]: tick(h, u, own),
-            h0[:, cols],
-            ops.transpose(drive, (1, 0, 2)),
-        )
-        ticks = ops.transpose(ticks, (1, 0, 2))
-        held[i] = ops.take(ticks, step_index // period, axis=1)
-        before[i] = ops.concatenate(
-            [ops.expand_dims(h0[:, cols], 1), held[i][:, :-1]], axis=1
-        )
+        held[i] = spread(own_ticks(h0[:, cols], drive, kernels[i][:m]), period)
+        if i > 0:  # only faster modules read it
+            before[i] = ops.concatenate(
+                [ops.expand_dims(h0[:, cols], 1), held[i][:, :-1]], axis=1
+            )
     return ops.concatenate(held, axis=-1)

@@ -129,7 +129,7 @@ def test_fast_path_equals_reference_path(periods, go_backwards):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-LOOPS = ("unrolled", "by_blocks", "by_modules")
+LOOPS = ("unrolled", "unrolled_by_modules", "by_blocks", "by_modules")
 
 
 def run_loop(loop, layer, x, h0=None):
@@ -195,14 +195,22 @@ def test_choose_loop():
     slow = Schedule((1, 17, 19))  # clock cycle 323
     assert slow.clock_cycle > MAX_UNROLLED_CYCLE >= fast.clock_cycle
     for schedule in (fast, slow):
-        assert clockwork_loops.choose_loop(schedule, 1) == "unrolled"
-        assert (
-            clockwork_loops.choose_loop(schedule, MAX_UNROLLED_STEPS)
-            == "unrolled"
-        )
+        for steps in (1, MAX_UNROLLED_STEPS):
+            assert clockwork_loops.choose_loop(schedule, steps) == "unrolled"
+            assert (
+                clockwork_loops.choose_loop(schedule, steps, compiled=True)
+                == "unrolled_by_modules"
+            )
     for steps in (MAX_UNROLLED_STEPS + 1, None):
-        assert clockwork_loops.choose_loop(fast, steps) == "by_blocks"
-        assert clockwork_loops.choose_loop(slow, steps) == "by_modules"
+        for compiled in (False, True):
+            assert (
+                clockwork_loops.choose_loop(fast, steps, compiled=compiled)
+                == "by_blocks"
+            )
+            assert (
+                clockwork_loops.choose_loop(slow, steps, compiled=compiled)
+                == "by_modules"
+            )
     assert clockwork_loops.choose_loop(fast, 20, 16) == "by_blocks"
     assert clockwork_loops.choose_loop(fast, 20, 16, 2) == "by_modules"
 
@@ -560,7 +568,8 @@ def xla_calls(layer, x):
 @pytest.mark.parametrize(
     "periods,steps,loop,calls",
     [
-        ((1, 2, 4), 13, "unrolled", 1),  # the whole sequence, one program
+        # the whole sequence, one program, module by module
+        ((1, 2, 4), 13, "unrolled_by_modules", 1),
         ((1, 2, 4), MAX_UNROLLED_STEPS + 2, "by_blocks", 1),  # one block
         ((1, 17, 19), MAX_UNROLLED_STEPS + 2, "by_modules", 3),  # per module
     ],
@@ -568,7 +577,8 @@ def xla_calls(layer, x):
 @layer_checks.TF_JIT_STEP
 def test_jit_compile_matches_uncompiled(periods, steps, loop, calls):
     x = seq(steps=steps)
-    assert clockwork_loops.choose_loop(Schedule(periods), steps) == loop
+    schedule = Schedule(periods)
+    assert clockwork_loops.choose_loop(schedule, steps, compiled=True) == loop
 
     def build(jit):
         return ClockworkRNN(
@@ -792,6 +802,19 @@ def test_long_period_costs_what_the_sequence_costs():
     exp_out, exp_h, exp_t = numpy_cwrnn(w, x, periods)
     np.testing.assert_allclose(out, exp_out, atol=1e-5)
     np.testing.assert_array_equal(t[:, 0], exp_t)
+
+
+def test_long_period_unrolled_by_modules_spreads_one_tick():
+    """The loop XLA gets spreads a module's ticks over the steps by a
+    repeat: by at most the sequence length, not by the period."""
+    periods = (1, 10**9)
+    x = seq(batch=2, steps=9, features=1)
+    layer = make(periods, units=2)
+    layer.build(x.shape)
+    w = randomize(layer, seed=5)
+    exp_out, _, _ = numpy_cwrnn(w, x, periods)
+    out = run_loop("unrolled_by_modules", layer, x)
+    np.testing.assert_allclose(out, exp_out, atol=1e-5)
 
 
 @layer_checks.tensorflow_only(
