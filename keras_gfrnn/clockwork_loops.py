@@ -153,14 +153,20 @@ def choose_loop(
     max_unrolled_steps=MAX_UNROLLED_STEPS,
     max_unrolled_cycle=MAX_UNROLLED_CYCLE,
     compiled=False,
+    jax_traced=False,
 ):
     """`"unrolled"`, `"unrolled_by_modules"`, `"by_blocks"` or
     `"by_modules"`: the loop that `ClockworkRNN` runs for a sequence of
-    `steps` steps (`None`: unknown when traced); `compiled`: whether the
-    layer compiles its loop with XLA (TensorFlow's `jit_compile`), which
-    then gets `"unrolled_by_modules"` for a static length (measured in
-    docs/performance.md)."""
+    `steps` steps (`None`: unknown when traced). A static length gets
+    `"unrolled_by_modules"` when `compiled` (the layer compiles its loop
+    with XLA: TensorFlow's `jit_compile`) and `"by_modules"` when
+    `jax_traced` (traced inside `jax.jit`, which compiles the whole train
+    step: the unrolled sequence took minutes to compile at batch 1, the
+    module scans compile in seconds and ran faster); both measured in
+    docs/performance.md."""
     if steps is not None and steps <= max_unrolled_steps:
+        if jax_traced:
+            return "by_modules"
         return "unrolled_by_modules" if compiled else "unrolled"
     if schedule.clock_cycle <= max_unrolled_cycle:
         return "by_blocks"

@@ -322,7 +322,9 @@ class ClockworkRNN(CellRNN):
     layer projects every step's input in one matmul, then computes at each
     step only the modules active there (a static set), keeping the state
     per module (`keras_gfrnn.clockwork_loops`). A sequence of static length
-    up to `MAX_UNROLLED_STEPS` = 1024 steps is unrolled whole; a longer
+    up to `MAX_UNROLLED_STEPS` = 1024 steps is unrolled whole (inside
+    `jax.jit`, as in Keras' JAX train step: module by module, below, which
+    compiles in seconds where the unrolled sequence took minutes); a longer
     one, or one of unknown length, loops over blocks of `clock_cycle` steps
     unrolled inside, and with clock cycles over `MAX_UNROLLED_CYCLE` = 256
     steps runs module by module from the slowest, each module scanning only
@@ -571,7 +573,12 @@ class ClockworkRNN(CellRNN):
                 return _rnn.xla_compiled(self, name, fn)
 
         loop = clockwork_loops.choose_loop(
-            cell.schedule, x.shape[1], compiled=compile is not None
+            cell.schedule,
+            x.shape[1],
+            compiled=compile is not None,
+            # Eager JAX calls keep the unrolled loop: run op by op, where a
+            # scan would compile anew at every call.
+            jax_traced=_traced_by_jax(projected),
         )
         outputs = clockwork_loops.run(
             loop,
@@ -611,6 +618,15 @@ def _checked_counter(counter):
                 f"initial_state[1]={np.array2string(value, threshold=8)}"
             )
     return ops.cast(counter, "int32")
+
+
+def _traced_by_jax(tensor):
+    """Whether `tensor` is a JAX tracer (inside `jax.jit` or a transform)."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return isinstance(tensor, jax.core.Tracer)
 
 
 def _known_value(tensor):

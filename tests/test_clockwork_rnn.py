@@ -201,6 +201,10 @@ def test_choose_loop():
                 clockwork_loops.choose_loop(schedule, steps, compiled=True)
                 == "unrolled_by_modules"
             )
+            assert (
+                clockwork_loops.choose_loop(schedule, steps, jax_traced=True)
+                == "by_modules"
+            )
     for steps in (MAX_UNROLLED_STEPS + 1, None):
         for compiled in (False, True):
             assert (
@@ -213,6 +217,46 @@ def test_choose_loop():
             )
     assert clockwork_loops.choose_loop(fast, 20, 16) == "by_blocks"
     assert clockwork_loops.choose_loop(fast, 20, 16, 2) == "by_modules"
+
+
+def test_layer_picks_the_loop_of_its_context(monkeypatch):
+    """Eagerly (every backend) and in a `tf.function` the unrolled loop;
+    inside `jax.jit` (Keras' JAX train step) the module scans; compiled by
+    TensorFlow's XLA (`jit_compile=True`) the unrolled module order. Each
+    gives the equations' numbers."""
+    chosen = []
+    run = clockwork_loops.run
+
+    def spy(loop, *args, **kwargs):
+        chosen.append(loop)
+        return run(loop, *args, **kwargs)
+
+    monkeypatch.setattr(clockwork_loops, "run", spy)
+    periods = (1, 2, 4)
+    x = seq(steps=11)
+    layer = make(periods, jit_compile=False)
+    layer.build(x.shape)
+    w = randomize(layer, seed=8)
+    exp_out, _, _ = numpy_cwrnn(w, x, periods)
+    calls = {"unrolled": lambda: layer(x)}
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        calls["by_modules"] = lambda: jax.jit(layer)(x)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        calls["unrolled"] = lambda: tf.function(layer)(x)
+        jitted = make(periods, jit_compile=True)
+        jitted.build(x.shape)
+        jitted.set_weights(layer.get_weights())
+        calls["unrolled_by_modules"] = lambda: jitted(x)
+    for loop, call in calls.items():
+        chosen.clear()
+        out = keras.ops.convert_to_numpy(call()[0])  # return_state=True
+        assert chosen == [loop]
+        np.testing.assert_allclose(out, exp_out, atol=1e-5)
 
 
 def test_schedule_is_the_papers_rule():
