@@ -548,12 +548,12 @@ def _next_logits_fn(model):
             logits = model(ids, training=False)
         return logits[0, -1], [scope.get_current_value(v) for v in states]
 
-    values = [v.value for v in variables]
-    carried = [[v.value for v in states]]
-
     def jitted(ids):
-        logits, carried[0] = step(values, carried[0], ids)
-        for v, value in zip(states, carried[0]):
+        # The current values every call: a reset or new weights between
+        # calls are seen.
+        values = [v.value for v in variables]
+        logits, carried = step(values, [v.value for v in states], ids)
+        for v, value in zip(states, carried):
             v.assign(value)
         return np.asarray(logits)
 

@@ -17,9 +17,9 @@ block:
 - `unrolled`: a static length, every step unrolled; at step t only the
   modules active at t are computed (a static set).
 - `unrolled_by_modules`: a static length, module by module as in
-  `by_modules` below, each module's ticks unrolled; the loop XLA runs
-  fastest (one matmul at a time: the sequential chain's matmuls are
-  `m x m`).
+  `by_modules` below, each module's ticks unrolled; the loop TensorFlow's
+  `jit_compile` ran fastest on the CPU (one matmul at a time: the
+  sequential chain's matmuls are `m x m`).
 - `by_blocks`: a loop over blocks of one clock cycle, unrolled inside.
 - `by_modules`: module by module from the slowest, each scanning only its
   own ticks with its `m x m` recurrence; memory and time are bound by the
@@ -160,10 +160,10 @@ def choose_loop(
     `steps` steps (`None`: unknown when traced). A static length gets
     `"unrolled_by_modules"` when `compiled` (the layer compiles its loop
     with XLA: TensorFlow's `jit_compile`) and `"by_modules"` when
-    `jax_traced` (traced inside `jax.jit`, which compiles the whole train
-    step: the unrolled sequence took minutes to compile at batch 1, the
-    module scans compile in seconds and ran faster); both measured in
-    docs/performance.md."""
+    `jax_traced` (traced by a JAX transform, as inside `jax.jit`, which
+    compiles the whole train step: the unrolled sequence took minutes to
+    compile at batch 1, the module scans compile in seconds and ran
+    faster); both measured in docs/performance.md."""
     if steps is not None and steps <= max_unrolled_steps:
         if jax_traced:
             return "by_modules"
@@ -311,8 +311,10 @@ def unrolled_by_modules(
     schedule, activation, kernels, projected, h0, compile=None
 ):
     """`by_modules` for a static length, each module's ticks unrolled and
-    its states spread over the steps by a repeat. The loop that XLA runs
-    fastest: its program runs mostly one matmul at a time, and here the
+    its states spread over the steps by a repeat. The loop that
+    TensorFlow's `jit_compile` ran fastest on the CPU (under `jax.jit` it
+    was the slowest: `by_modules` there): XLA's program runs mostly one
+    matmul at a time, and here the
     matmuls of the sequential chain are `m x m` (the slower modules' part
     is one matmul per module), where `unrolled` reads every slower module
     at every tick. With `compile` it is one program

@@ -361,13 +361,13 @@ class ClockworkRNN(CellRNN):
         return_sequences, return_state, go_backwards, stateful, unroll: As in
             `keras.layers.SimpleRNN`.
         jit_compile: `"auto"` (default), `True` or `False`. `True` compiles
-            the fast path with XLA on the TensorFlow backend (the whole
-            unrolled sequence, or the body of its loop: one clock cycle, or
-            one tick of a module); `"auto"` does so when TensorFlow sees a
-            GPU. Compiled, a sequence of static length runs module by
-            module from the slowest, each module's ticks unrolled (XLA runs
-            the step's matmuls one at a time, and this keeps the sequential
-            ones `m x m`). Numbers agree with the uncompiled path to float
+            the fast path with XLA on the TensorFlow backend: a sequence of
+            static length as one program, module by module from the
+            slowest, each module's ticks unrolled (XLA runs the step's
+            matmuls one at a time, and this keeps the sequential ones
+            `m x m`); otherwise the body of its loop (one clock cycle, or
+            one tick of a module). `"auto"` does so when TensorFlow sees a
+            GPU. Numbers agree with the uncompiled path to float
             rounding.
 
     Call arguments:
@@ -577,7 +577,9 @@ class ClockworkRNN(CellRNN):
             x.shape[1],
             compiled=compile is not None,
             # Eager JAX calls keep the unrolled loop: run op by op, where a
-            # scan would compile anew at every call.
+            # scan would compile anew at every call. Any JAX transform
+            # counts as traced (also jax.grad without jit, in Keras' JAX
+            # run_eagerly=True / jit_compile=False debugging modes).
             jax_traced=_traced_by_jax(projected),
         )
         outputs = clockwork_loops.run(

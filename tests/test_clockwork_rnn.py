@@ -238,21 +238,21 @@ def test_layer_picks_the_loop_of_its_context(monkeypatch):
     layer.build(x.shape)
     w = randomize(layer, seed=8)
     exp_out, _, _ = numpy_cwrnn(w, x, periods)
-    calls = {"unrolled": lambda: layer(x)}
+    calls = [("unrolled", lambda: layer(x))]
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        calls["by_modules"] = lambda: jax.jit(layer)(x)
+        calls.append(("by_modules", lambda: jax.jit(layer)(x)))
     if backend == "tensorflow":
         import tensorflow as tf
 
-        calls["unrolled"] = lambda: tf.function(layer)(x)
+        calls.append(("unrolled", lambda: tf.function(layer)(x)))
         jitted = make(periods, jit_compile=True)
         jitted.build(x.shape)
         jitted.set_weights(layer.get_weights())
-        calls["unrolled_by_modules"] = lambda: jitted(x)
-    for loop, call in calls.items():
+        calls.append(("unrolled_by_modules", lambda: jitted(x)))
+    for loop, call in calls:
         chosen.clear()
         out = keras.ops.convert_to_numpy(call()[0])  # return_state=True
         assert chosen == [loop]
