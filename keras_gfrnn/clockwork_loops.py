@@ -314,11 +314,10 @@ def unrolled_by_modules(
     its states spread over the steps by a repeat. The loop that
     TensorFlow's `jit_compile` ran fastest on the CPU (under `jax.jit` it
     was the slowest: `by_modules` there): XLA's program runs mostly one
-    matmul at a time, and here the
-    matmuls of the sequential chain are `m x m` (the slower modules' part
-    is one matmul per module), where `unrolled` reads every slower module
-    at every tick. With `compile` it is one program
-    ("_xla_module_steps")."""
+    matmul at a time, and here the matmuls of the sequential chain are
+    `m x m` (the slower modules' part is one matmul per module), where
+    `unrolled` reads every slower module at every tick. With `compile` it
+    is one program ("_xla_module_steps")."""
 
     def own_ticks(h, drive, own):
         ticks = []

@@ -642,11 +642,8 @@ def _known_value(tensor):
 
         if not tf.executing_eagerly():
             return None
-    elif backend == "jax":
-        import jax
-
-        if isinstance(tensor, jax.core.Tracer):
-            return None
+    elif _traced_by_jax(tensor):
+        return None
     return ops.convert_to_numpy(tensor)
 
 

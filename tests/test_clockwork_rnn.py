@@ -194,27 +194,23 @@ def test_choose_loop():
     fast = Schedule((1, 2, 4))
     slow = Schedule((1, 17, 19))  # clock cycle 323
     assert slow.clock_cycle > MAX_UNROLLED_CYCLE >= fast.clock_cycle
-    for schedule in (fast, slow):
-        for steps in (1, MAX_UNROLLED_STEPS):
-            assert clockwork_loops.choose_loop(schedule, steps) == "unrolled"
-            assert (
-                clockwork_loops.choose_loop(schedule, steps, compiled=True)
-                == "unrolled_by_modules"
-            )
-            assert (
-                clockwork_loops.choose_loop(schedule, steps, jax_traced=True)
-                == "by_modules"
-            )
-    for steps in (MAX_UNROLLED_STEPS + 1, None):
+    static = {  # a static length up to MAX_UNROLLED_STEPS, per context
+        "eager or graph": ({}, "unrolled"),
+        "TensorFlow XLA": ({"compiled": True}, "unrolled_by_modules"),
+        "jax.jit": ({"jax_traced": True}, "by_modules"),
+    }
+    for context, (kwargs, loop) in static.items():
+        for schedule in (fast, slow):
+            for steps in (1, MAX_UNROLLED_STEPS):
+                chosen = clockwork_loops.choose_loop(schedule, steps, **kwargs)
+                assert chosen == loop, (context, schedule.periods, steps)
+    for steps in (MAX_UNROLLED_STEPS + 1, None):  # long or unknown
         for compiled in (False, True):
-            assert (
-                clockwork_loops.choose_loop(fast, steps, compiled=compiled)
-                == "by_blocks"
-            )
-            assert (
-                clockwork_loops.choose_loop(slow, steps, compiled=compiled)
-                == "by_modules"
-            )
+            for schedule, loop in ((fast, "by_blocks"), (slow, "by_modules")):
+                chosen = clockwork_loops.choose_loop(
+                    schedule, steps, compiled=compiled
+                )
+                assert chosen == loop, (schedule.periods, steps, compiled)
     assert clockwork_loops.choose_loop(fast, 20, 16) == "by_blocks"
     assert clockwork_loops.choose_loop(fast, 20, 16, 2) == "by_modules"
 
