@@ -2,10 +2,13 @@
 
     TF_ENABLE_ONEDNN_OPTS=0 python -m benchmarks.profile
     TF_ENABLE_ONEDNN_OPTS=1 python -m benchmarks.profile --unit-type gru
+    python -m benchmarks.profile --unit-type gru --units 256 \
+        --base-units 256 --gate-inputs own_layer
 
-Profiles GatedFeedbackRNN (the default all-layer gates) beside Keras'
-stacked layers at the GF-RNN paper's equal parameter counts (the
-`gf_params` suite's pair, `--units` / `--base-units` to change them), the
+Profiles GatedFeedbackRNN (the default all-layer gates; `--gate-inputs
+own_layer` for the own-layer form) beside Keras' stacked layers at the
+GF-RNN paper's equal parameter counts (the `gf_params` suite's pair,
+`--units` / `--base-units` to change them), the
 train step of `benchmarks/harness.py`'s char-LM (B=32, T=100). For each
 model it prints:
 
@@ -112,6 +115,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--unit-type", choices=("lstm", "gru", "tanh"), default="lstm"
+    )
+    p.add_argument(
+        "--gate-inputs",
+        choices=("all_layers", "own_layer"),
+        default="all_layers",
     )
     for flag, default, help_text in COUNTS:
         p.add_argument(flag, type=positive_int, default=default, help=help_text)
@@ -243,12 +251,20 @@ def main(argv=None):
     n, t = args.layers, args.steps
     keras.utils.set_random_seed(0)
     labels = {
-        "gf": f"GF-{args.unit_type} {n}x{gf_units} feedback",
+        "gf": f"GF-{args.unit_type} {n}x{gf_units} feedback "
+        f"({args.gate_inputs} gates)",
         "keras": f"keras {args.unit_type} {n}x{base_units}",
     }
     models = {
         "gf": char_lm(
-            [gf_layer(args.unit_type, gf_units, n)], args.vocab, t, args.embed
+            [
+                gf_layer(
+                    args.unit_type, gf_units, n, gate_inputs=args.gate_inputs
+                )
+            ],
+            args.vocab,
+            t,
+            args.embed,
         ),
         "keras": char_lm(
             builtin_stack(args.unit_type, base_units, n),

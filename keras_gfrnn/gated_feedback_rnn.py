@@ -79,6 +79,7 @@ FusedWeights = collections.namedtuple(
     [
         "input_kernels",
         "input_biases",
+        "input_kernels_t",
         "recurrent_kernels",
         "recurrent_biases",
         "recurrent_kernels_t",
@@ -88,7 +89,7 @@ FusedWeights = collections.namedtuple(
         "candidate_kernels_t",
         "spread",
     ],
-    defaults=(None,) * 5,
+    defaults=(None,) * 6,
 )
 # What layer j reads from h*_{t-1} at one step, with feedback (see
 # `GatedFeedbackCell._recurrent_reads`).
@@ -530,8 +531,10 @@ class GatedFeedbackCell(keras.layers.Layer):
         Without feedback `recurrent_kernels[i] = [U_.^{i->i} | U^{i->i}]`.
 
         With `transposed=True` (TensorFlow only), the `_t` fields hold the
-        transposes, read by the gradient of the step's recurrent matmuls;
-        else `None` in their place. Plain matmuls, not batched:
+        transposes, read by the gradient of the step's matmuls (its
+        recurrent reads and the input projections of layers 2..L;
+        `input_kernels_t[0]` is `None`, layer 1 being projected before the
+        loop); else `None` in their place. Plain matmuls, not batched:
         TensorFlow's batched matmul (and its gradient) ran at half the
         speed of separate matmuls on a 2-core CPU without oneDNN.
         """
@@ -586,6 +589,9 @@ class GatedFeedbackCell(keras.layers.Layer):
         return FusedWeights(
             input_kernels=input_kernels,
             input_biases=input_biases,
+            # Layers 2..L project h^{j-1}_t inside the loop; layer 1 projects
+            # the whole sequence before it (`project_inputs`).
+            input_kernels_t=[None] + transposes(input_kernels[1:]),
             recurrent_kernels=recurrent,
             recurrent_biases=recurrent_biases or [None] * len(sizes),
             recurrent_kernels_t=transposes(recurrent),
@@ -595,8 +601,15 @@ class GatedFeedbackCell(keras.layers.Layer):
     def project_inputs(self, inputs, weights, layer=0):
         """Input projection of `layer` (0-based) for any leading shape:
         `W^j h^{j-1} + b^j`, with the global gate logits' input terms
-        `w_g^{.->j} h^{j-1} + b_g^{.->j}` last (see `fused_weights`)."""
-        out = ops.matmul(inputs, weights.input_kernels[layer])
+        `w_g^{.->j} h^{j-1} + b_g^{.->j}` last (see `fused_weights`).
+        Inside the loop (2-D `inputs`, layers 2..L) through `_matmul`, with
+        the pre-transposed kernel where `fused_weights` made one."""
+        kernel = weights.input_kernels[layer]
+        kernel_t = weights.input_kernels_t[layer]
+        if kernel_t is None or len(inputs.shape) != 2:
+            out = ops.matmul(inputs, kernel)
+        else:
+            out = _matmul_pretransposed(inputs, kernel, kernel_t)
         if weights.input_biases[layer] is not None:
             out = out + weights.input_biases[layer]
         return out
