@@ -263,6 +263,12 @@ class ReNet2D(keras.layers.Layer):
             )
         }
         object.__setattr__(self, "_activation", options["activation"])
+        # Inside load_model's object-sharing scope Keras records the id() of
+        # every object it serializes, and an object serialized later at a
+        # collected one's address is taken for it (a Zeros initializer was
+        # returned as a Bidirectional's forward RNN). So the options stay
+        # alive (untracked) with the layer.
+        object.__setattr__(self, "_options", options)
         # Each RNN rebuilds its options from this config (a fresh initializer
         # each, as before), finding unregistered custom objects and plain
         # functions in the scope below, as keras.layers.GRU takes them.

@@ -601,6 +601,38 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert os.path.isdir(tmp_path / "export")
 
 
+def test_objects_serialized_while_building_stay_alive(monkeypatch):
+    """Regression: inside load_model's object-sharing scope Keras keys every
+    object it serializes on its id(), so an object serialized later at a
+    collected one's address was taken for it (CI: a Zeros initializer came
+    back as a Bidirectional's forward RNN). Every option ReNet2D serializes
+    while it builds its RNNs (the initializers resolved from a loaded
+    config included) must live as long as the layer."""
+    import gc
+    import weakref
+
+    from keras_gfrnn import renet2d
+
+    serialized = []
+    original = renet2d.serialize_option
+
+    def spy(name, value):
+        if value is not None:
+            serialized.append((name, weakref.ref(value)))
+        return original(name, value)
+
+    monkeypatch.setattr(renet2d, "serialize_option", spy)
+    config = ReNet2D(3, patch_size=2, cell="lstm").get_config()
+    serialized.clear()
+    layer = ReNet2D.from_config(config)  # options given as configs
+    gc.collect()
+    names = {name for name, _ in serialized}
+    assert {"kernel_initializer", "recurrent_initializer"} <= names
+    dead = [name for name, ref in serialized if ref() is None]
+    assert not dead, f"collected while the layer lives: {dead}"
+    del layer
+
+
 def test_repeated_save_load_round_trips(tmp_path):
     """Regression: loading used to fail at random (19 of 25 round trips)
     when a ReNet2D's temporary RNN reused a collected one's id() inside
