@@ -89,7 +89,7 @@ FusedWeights = collections.namedtuple(
         "candidate_kernels_t",
         "spread",
     ],
-    defaults=(None,) * 6,
+    defaults=(None,) * 5,
 )
 # What layer j reads from h*_{t-1} at one step, with feedback (see
 # `GatedFeedbackCell._recurrent_reads`).
@@ -603,13 +603,12 @@ class GatedFeedbackCell(keras.layers.Layer):
         `W^j h^{j-1} + b^j`, with the global gate logits' input terms
         `w_g^{.->j} h^{j-1} + b_g^{.->j}` last (see `fused_weights`).
         Inside the loop (2-D `inputs`, layers 2..L) through `_matmul`, with
-        the pre-transposed kernel where `fused_weights` made one."""
-        kernel = weights.input_kernels[layer]
+        the pre-transposed kernel where `fused_weights` made one (its kernel
+        gradient `h^T @ dy` is for 2-D `h` only)."""
         kernel_t = weights.input_kernels_t[layer]
-        if kernel_t is None or len(inputs.shape) != 2:
-            out = ops.matmul(inputs, kernel)
-        else:
-            out = _matmul_pretransposed(inputs, kernel, kernel_t)
+        if kernel_t is not None and len(inputs.shape) != 2:
+            kernel_t = None
+        out = _matmul(inputs, weights.input_kernels[layer], kernel_t)
         if weights.input_biases[layer] is not None:
             out = out + weights.input_biases[layer]
         return out
@@ -1304,8 +1303,9 @@ class GatedFeedbackRNN(CellRNN):
         # `call` then runs only `cell.step` (XLA-compiled on TensorFlow
         # where `uses_xla`).
         cell = self.cell
-        # Training on TensorFlow, the step's recurrent matmuls get a
-        # gradient that reads kernels transposed once here
+        # Training on TensorFlow, the step's matmuls (recurrent reads, the
+        # input projections of layers 2..L) get a gradient that reads
+        # kernels transposed once here
         # (`_matmul_pretransposed`). Not in inference: a SavedModel keeps no
         # custom gradient, and gradients of a reloaded `serve` must work.
         weights = cell.fused_weights(transposed=bool(training))

@@ -625,7 +625,7 @@ def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback, gate_inputs):
             np.testing.assert_allclose(a, b, atol=1e-6)
 
     # The fused loop's gradients (on TensorFlow through its own gradient of
-    # the recurrent matmuls) equal autodiff of the plain step's.
+    # the step's matmuls) equal autodiff of the plain step's.
     def loss(out):
         return keras.ops.sum(out[0] ** 2) + keras.ops.sum(out[-1])
 
@@ -635,6 +635,32 @@ def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback, gate_inputs):
     for a, b in zip(fused, reference):
         assert a is not None and np.any(a)
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("feedback", [True, False])
+def test_training_weights_carry_the_transposes(feedback):
+    """Training on TensorFlow, the loop's matmuls get the pre-transposed
+    gradient: `fused_weights(transposed=True)` holds `W^T` for the input
+    projections of layers 2..L (layer 1 is projected before the loop) and
+    for the recurrent reads; elsewhere (other backends, inference) None."""
+    cell = GatedFeedbackCell((6, 3, 5), num_layers=3, feedback=feedback)
+    cell.build((None, 2))
+    on_tf = keras.backend.backend() == "tensorflow"
+    weights = cell.fused_weights(transposed=True)
+    assert weights.input_kernels_t[0] is None
+    for kernel, kernel_t in zip(
+        weights.input_kernels[1:], weights.input_kernels_t[1:]
+    ):
+        if on_tf:
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(kernel_t),
+                keras.ops.convert_to_numpy(kernel).T,
+            )
+        else:
+            assert kernel_t is None
+    inference = cell.fused_weights()
+    assert all(k is None for k in inference.input_kernels_t)
+    assert all(k is None for k in inference.recurrent_kernels_t)
 
 
 @layer_checks.SAVED_MODEL
@@ -664,22 +690,37 @@ def test_gradients_of_a_reloaded_saved_model(tmp_path):
 
 @layer_checks.TF_JIT_STEP
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
-def test_gradients_equal_in_tf_function_and_xla(unit_type):
+@pytest.mark.parametrize(
+    "units,form",
+    [
+        (4, {}),
+        (4, {"gate_inputs": "own_layer"}),
+        ((6, 3, 5), {}),
+        ((6, 3, 5), {"feedback": False}),
+    ],
+)
+def test_gradients_equal_in_tf_function_and_xla(unit_type, units, form):
     """Inside a `tf.function`, with and without the XLA step, the fused
-    loop's gradients equal the plain step's in `keras.layers.RNN`."""
+    loop's gradients equal the plain step's in `keras.layers.RNN` (every
+    gate form, layers of equal and of different sizes)."""
     import tensorflow as tf
 
     x = make_inputs()
-    cell = GatedFeedbackCell(4, num_layers=3, unit_type=unit_type)
+    cell = GatedFeedbackCell(units, num_layers=3, unit_type=unit_type, **form)
     plain = keras.layers.RNN(cell, return_sequences=True)
     plain.build(x.shape)
     randomize(plain)
     expected = None
     for layer in (
         plain,
-        GatedFeedbackRNN(4, 3, unit_type, return_sequences=True),
+        GatedFeedbackRNN(units, 3, unit_type, return_sequences=True, **form),
         GatedFeedbackRNN(
-            4, 3, unit_type, return_sequences=True, jit_compile=True
+            units,
+            3,
+            unit_type,
+            return_sequences=True,
+            jit_compile=True,
+            **form,
         ),
     ):
         layer.build(x.shape)
