@@ -602,13 +602,13 @@ class GatedFeedbackCell(keras.layers.Layer):
         """Input projection of `layer` (0-based) for any leading shape:
         `W^j h^{j-1} + b^j`, with the global gate logits' input terms
         `w_g^{.->j} h^{j-1} + b_g^{.->j}` last (see `fused_weights`).
-        Inside the loop (2-D `inputs`, layers 2..L) through `_matmul`, with
-        the pre-transposed kernel where `fused_weights` made one (its kernel
-        gradient `h^T @ dy` is for 2-D `h` only)."""
-        kernel_t = weights.input_kernels_t[layer]
-        if kernel_t is not None and len(inputs.shape) != 2:
-            kernel_t = None
-        out = _matmul(inputs, weights.input_kernels[layer], kernel_t)
+        Through `_matmul`, with the pre-transposed kernel where
+        `fused_weights` made one: only for layers 2..L, which project one
+        step's 2-D `h^{j-1}_t` inside the loop (the custom kernel gradient
+        `h^T @ dy` is for 2-D `h`)."""
+        out = _matmul(
+            inputs, weights.input_kernels[layer], weights.input_kernels_t[layer]
+        )
         if weights.input_biases[layer] is not None:
             out = out + weights.input_biases[layer]
         return out

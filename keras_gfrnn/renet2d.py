@@ -262,12 +262,13 @@ class ReNet2D(keras.layers.Layer):
                 ("bias_constraint", bias_constraint),
             )
         }
-        object.__setattr__(self, "_activation", options["activation"])
         # Inside load_model's object-sharing scope Keras records the id() of
         # every object it serializes, and an object serialized later at a
-        # collected one's address is taken for it (a Zeros initializer was
-        # returned as a Bidirectional's forward RNN). So the options stay
-        # alive (untracked) with the layer.
+        # collected one's address is taken for it (a Zeros initializer came
+        # back as a Bidirectional's forward RNN). So everything serialized
+        # here lives (untracked) as long as the layer: the options, and the
+        # forward RNNs that Bidirectional clones by serializing them
+        # (`_templates`, filled by `_sweep`).
         object.__setattr__(self, "_options", options)
         # Each RNN rebuilds its options from this config (a fresh initializer
         # each, as before), finding unregistered custom objects and plain
@@ -307,10 +308,7 @@ class ReNet2D(keras.layers.Layer):
             name=f"backward_{self.cell}",
             **kwargs,
         )
-        # Bidirectional clones `forward` by serializing it. Keep the template
-        # alive (untracked): inside load_model's object-sharing scope a later
-        # template reusing a collected one's id() would be taken for it.
-        self._templates.append(forward)
+        self._templates.append(forward)  # kept alive: see __init__
         return keras.layers.Bidirectional(
             forward,
             backward_layer=backward,
@@ -321,7 +319,7 @@ class ReNet2D(keras.layers.Layer):
 
     @property
     def activation(self):
-        return self._activation
+        return self._options["activation"]
 
     # ----------------------------------------------------------- shapes
     def _grid(self, height, width, static=True):
