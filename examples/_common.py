@@ -143,9 +143,28 @@ probability = _checked(
 
 
 # --------------------------------------------------------------------- flags
+class HelpFormatter(
+    argparse.RawDescriptionHelpFormatter,
+    argparse.ArgumentDefaultsHelpFormatter,
+):
+    """The description as written; each option's default, but a switch's."""
+
+    def _get_help_string(self, action):
+        # A default of None means "not given": the help says what then. A
+        # store_true / store_false switch's default is the opposite of what
+        # it does: "--no-augment (default: True)" would mislead.
+        switch = action.nargs == 0 and isinstance(action.const, bool)
+        if action.default is None or switch:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser(doc):
-    """An ArgumentParser described by the first line of `doc`."""
-    return argparse.ArgumentParser(description=doc.splitlines()[0])
+    """An ArgumentParser described by `doc` (a script's docstring, its
+    usage lines included), each option's help showing its default."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=HelpFormatter
+    )
 
 
 def add_common_flags(
@@ -159,16 +178,32 @@ def add_common_flags(
     """--seed and --quick; --epochs, --batch-size and --learning-rate where
     a default is given."""
     if epochs is not None:
-        parser.add_argument("--epochs", type=positive_int, default=epochs)
+        parser.add_argument(
+            "--epochs",
+            type=positive_int,
+            default=epochs,
+            help="training epochs",
+        )
     if batch_size is not None:
         parser.add_argument(
-            "--batch-size", type=positive_int, default=batch_size
+            "--batch-size",
+            type=positive_int,
+            default=batch_size,
+            help="batch size",
         )
     if learning_rate is not None:
         parser.add_argument(
-            "--learning-rate", type=positive_float, default=learning_rate
+            "--learning-rate",
+            type=positive_float,
+            default=learning_rate,
+            help="the optimizer's learning rate",
         )
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="random seed",
+    )
     parser.add_argument("--quick", action="store_true", help=quick_help)
 
 
@@ -176,7 +211,10 @@ def add_unit_flags(parser, *, gate_inputs):
     """--unit-type (GatedFeedbackRNN's unit types) and, if `gate_inputs`,
     --gate-inputs (GatedFeedbackRNN's `gate_inputs`)."""
     parser.add_argument(
-        "--unit-type", choices=["tanh", "gru", "lstm"], default="lstm"
+        "--unit-type",
+        choices=["tanh", "gru", "lstm"],
+        default="lstm",
+        help="recurrent unit of every layer",
     )
     if gate_inputs:
         parser.add_argument(
@@ -184,8 +222,8 @@ def add_unit_flags(parser, *, gate_inputs):
             choices=["all_layers", "own_layer"],
             default="all_layers",
             help="GatedFeedbackRNN(gate_inputs=...): every layer's gates "
-            "read every layer's previous state (the authors' form, default) "
-            "or only their own layer's (keras_gfrnn 0.1.0)",
+            "read every layer's previous state (the authors' form) or only "
+            "their own layer's (keras_gfrnn 0.1.0)",
         )
 
 

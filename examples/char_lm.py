@@ -590,10 +590,24 @@ def vocab_path(model_path):
 def parse(argv=None):
     parser = _common.parser(__doc__)
     positive = _common.positive_int
-    parser.add_argument("--data", default="enwik8")
-    parser.add_argument("--data-dir", default=None)
     parser.add_argument(
-        "--model", choices=["single", "stacked", "gf", "gf-l"], default="gf"
+        "--data",
+        default="enwik8",
+        help="enwik8 (downloaded), stdlib (this Python's standard library "
+        "sources) or the path of a text file",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="where enwik8 is downloaded to (default: Keras' cache folder, "
+        "~/.keras)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=["single", "stacked", "gf", "gf-l"],
+        default="gf",
+        help="Table 1's models: one layer, a stack, gated feedback, gated "
+        "feedback at the stacked sizes",
     )
     _common.add_unit_flags(parser, gate_inputs=True)
     parser.add_argument(
@@ -603,10 +617,29 @@ def parse(argv=None):
         help="paper: Table 1 sizes; matched: gf units for the stacked "
         "model's parameter count (override with --units / --layers)",
     )
-    parser.add_argument("--units", type=positive)
-    parser.add_argument("--layers", type=positive)
-    parser.add_argument("--seq-len", type=positive, default=100)
-    parser.add_argument("--clipnorm", type=_common.positive_float, default=1.0)
+    parser.add_argument(
+        "--units",
+        type=positive,
+        help="units per layer (default: from --sizes)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=positive,
+        help="recurrent layers (default: the paper's Table 1 number)",
+    )
+    parser.add_argument(
+        "--seq-len",
+        type=positive,
+        default=100,
+        help="characters per training sequence (truncated backpropagation "
+        "through time)",
+    )
+    parser.add_argument(
+        "--clipnorm",
+        type=_common.positive_float,
+        default=1.0,
+        help="gradient norm clipping (RMSprop's clipnorm)",
+    )
     _common.add_common_flags(
         parser,
         epochs=100,
@@ -625,17 +658,29 @@ def parse(argv=None):
         help="evaluate each epoch on this many validation/test characters "
         "(default: all); the final test BPC always uses the whole split",
     )
-    parser.add_argument("--out-dir", default="lm_out")
+    parser.add_argument(
+        "--out-dir",
+        default="lm_out",
+        help="folder of the run's history.csv, backup and trained model",
+    )
     _common.add_distribute_flag(parser, modes=("multi_worker",))
     parser.add_argument(
-        "--sample", metavar="SEED", help="generate text after SEED"
+        "--sample",
+        metavar="SEED",
+        help="generate text after SEED with the --load model, and exit",
     )
-    parser.add_argument("--load", help="trained .keras model (--sample)")
+    parser.add_argument("--load", help="a trained .keras model, for --sample")
     parser.add_argument(
-        "--sample-length", type=_common.non_negative_int, default=500
+        "--sample-length",
+        type=_common.non_negative_int,
+        default=500,
+        help="characters that --sample generates",
     )
     parser.add_argument(
-        "--temperature", type=_common.positive_float, default=1.0
+        "--temperature",
+        type=_common.positive_float,
+        default=1.0,
+        help="sampling temperature of --sample (lower: more likely characters)",
     )
     parser.add_argument(
         "--plot",

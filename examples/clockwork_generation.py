@@ -125,7 +125,10 @@ def parse(argv=None):
         quick_help="20 training steps: checks the script runs",
     )
     parser.add_argument(
-        "--plot", default=os.path.join("artifacts", "clockwork.png")
+        "--plot",
+        default=os.path.join("artifacts", "clockwork.png"),
+        help="PNG of the target and generated curves, with matplotlib "
+        "('': none)",
     )
     return _common.parse_args(parser, argv, quick={"steps": 20})
 

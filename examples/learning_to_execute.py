@@ -240,17 +240,67 @@ def format_grid(grid, args):
 def parse(argv=None):
     parser = _common.parser(__doc__)
     positive = _common.positive_int
-    parser.add_argument("--model", choices=["gf", "stacked"], default="gf")
+    parser.add_argument(
+        "--model",
+        choices=["gf", "stacked"],
+        default="gf",
+        help="encoder and decoder: GatedFeedbackRNN or stacked Keras layers",
+    )
     _common.add_unit_flags(parser, gate_inputs=True)
-    parser.add_argument("--units", type=positive, default=100)
-    parser.add_argument("--layers", type=positive, default=3)
-    parser.add_argument("--embed", type=positive, default=32)
-    parser.add_argument("--max-length", type=positive, default=2)
-    parser.add_argument("--max-nesting", type=positive, default=2)
-    parser.add_argument("--train-programs", type=positive, default=50_000)
-    parser.add_argument("--valid-programs", type=positive, default=1000)
-    parser.add_argument("--test-per-cell", type=positive, default=500)
-    parser.add_argument("--steps", type=positive, default=3000)
+    parser.add_argument(
+        "--units",
+        type=positive,
+        default=100,
+        help="units per layer",
+    )
+    parser.add_argument(
+        "--layers",
+        type=positive,
+        default=3,
+        help="recurrent layers of the encoder and of the decoder",
+    )
+    parser.add_argument(
+        "--embed",
+        type=positive,
+        default=32,
+        help="character embedding size",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=positive,
+        default=2,
+        help="largest number of digits of the programs' numbers",
+    )
+    parser.add_argument(
+        "--max-nesting",
+        type=positive,
+        default=2,
+        help="largest number of operations combined in a program",
+    )
+    parser.add_argument(
+        "--train-programs",
+        type=positive,
+        default=50_000,
+        help="training programs, generated once",
+    )
+    parser.add_argument(
+        "--valid-programs",
+        type=positive,
+        default=1000,
+        help="validation programs, scored at each progress line",
+    )
+    parser.add_argument(
+        "--test-per-cell",
+        type=positive,
+        default=500,
+        help="test programs per (length, nesting) cell of the grid",
+    )
+    parser.add_argument(
+        "--steps",
+        type=positive,
+        default=3000,
+        help="training steps (batches)",
+    )
     _common.add_common_flags(
         parser,
         batch_size=64,

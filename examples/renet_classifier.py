@@ -102,9 +102,20 @@ def parse(argv=None):
         "--dataset",
         default="mnist_sample",
         choices=sorted(datasets.IMAGE_DATASETS),
+        help="mnist_sample: 4,000 bundled digits, offline; the others: "
+        "tensorflow-datasets (downloads)",
     )
-    parser.add_argument("--preset", choices=["paper", "small"], default="small")
-    parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
+    parser.add_argument(
+        "--preset",
+        choices=["paper", "small"],
+        default="small",
+        help="paper: the paper's Table 1 model; small: a CPU-sized one",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="tensorflow-datasets data_dir (default: its own, "
+        "~/tensorflow_datasets)",
+    )
     _common.add_common_flags(
         parser,
         epochs=40,
@@ -112,21 +123,43 @@ def parse(argv=None):
         learning_rate=1e-3,
         quick_help="tiny model, 2 epochs on mnist_sample: CI",
     )
-    parser.add_argument("--dropout", type=_common.probability, default=0.3)
+    parser.add_argument(
+        "--dropout",
+        type=_common.probability,
+        default=0.3,
+        help="dropout rate after every layer",
+    )
     parser.add_argument(
         "--patience",
         type=_common.non_negative_int,
         default=8,
         help="early stopping patience (epochs)",
     )
-    parser.add_argument("--no-augment", dest="augment", action="store_false")
-    parser.add_argument("--corruption", type=_common.probability, default=0.2)
-    _common.add_distribute_flag(parser)
     parser.add_argument(
-        "--backup-dir", default=os.path.join("artifacts", "renet_backup")
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="train without the paper's augmentation (shifts, flips, "
+        "corruption)",
     )
     parser.add_argument(
-        "--export-dir", default=os.path.join("artifacts", "renet_savedmodel")
+        "--corruption",
+        type=_common.probability,
+        default=0.2,
+        help="probability of zeroing each input value (augmentation)",
+    )
+    _common.add_distribute_flag(parser)
+    parser.add_argument(
+        "--backup-dir",
+        default=os.path.join("artifacts", "renet_backup"),
+        help="folder of the run's backup after every epoch, to resume a "
+        "killed run; deleted when training ends",
+    )
+    parser.add_argument(
+        "--export-dir",
+        default=os.path.join("artifacts", "renet_savedmodel"),
+        help="where the trained model is exported (SavedModel; a .keras "
+        "file on torch)",
     )
     args = _common.parse_args(parser, argv, quick={"epochs": 2})
     _common.check_distribute(parser, args)

@@ -120,17 +120,36 @@ def parse(argv=None):
         help="mnist_sample: 4,000 bundled digits, offline; "
         "mnist: tensorflow-datasets (downloads)",
     )
-    parser.add_argument("--data-dir", help="tensorflow-datasets data_dir")
+    parser.add_argument(
+        "--data-dir",
+        help="tensorflow-datasets data_dir, for --dataset mnist (default: "
+        "its own, ~/tensorflow_datasets)",
+    )
     _common.add_unit_flags(parser, gate_inputs=False)
     parser.add_argument(
         "--feedback",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="gated feedback (default) or a plain stack (--no-feedback)",
+        help="gated feedback, or a plain stack (--no-feedback)",
     )
-    parser.add_argument("--units", type=_common.positive_int, default=64)
-    parser.add_argument("--layers", type=_common.positive_int, default=3)
-    parser.add_argument("--dropout", type=_common.probability, default=0.0)
+    parser.add_argument(
+        "--units",
+        type=_common.positive_int,
+        default=64,
+        help="units per layer",
+    )
+    parser.add_argument(
+        "--layers",
+        type=_common.positive_int,
+        default=3,
+        help="recurrent layers",
+    )
+    parser.add_argument(
+        "--dropout",
+        type=_common.probability,
+        default=0.0,
+        help="dropout rate of the recurrent layers' inputs",
+    )
     _common.add_common_flags(
         parser,
         epochs=20,
@@ -139,7 +158,10 @@ def parse(argv=None):
         quick_help="512 training digits, 1 epoch, 32 units: CI",
     )
     parser.add_argument(
-        "--export-dir", default=os.path.join("artifacts", "sequential_mnist")
+        "--export-dir",
+        default=os.path.join("artifacts", "sequential_mnist"),
+        help="where the trained model is exported (SavedModel; a .keras "
+        "file on torch or without TensorFlow)",
     )
     return _common.parse_args(parser, argv, quick={"epochs": 1, "units": 32})
 
