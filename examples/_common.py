@@ -88,8 +88,10 @@ def quiet_import(name):
 def import_tensorflow(purpose):
     """TensorFlow, or a clear error saying what needs it."""
     if importlib.util.find_spec("tensorflow") is None:
+        from keras_gfrnn.datasets import install_command
+
         raise SystemExit(
-            f'{purpose} needs TensorFlow: pip install "keras-gfrnn[tensorflow]"'
+            f"{purpose} needs TensorFlow: {install_command('tensorflow')}"
         )
     return quiet_import("tensorflow")
 

@@ -14,7 +14,9 @@ from keras_gfrnn.gated_feedback_rnn import GatedFeedbackCell
 from keras_gfrnn.gated_feedback_rnn import GatedFeedbackRNN
 from keras_gfrnn.renet2d import ReNet2D
 
-__version__ = "0.1.0"
+# PEP 440: the development version of 0.2.0 (unreleased; CHANGELOG.md). The
+# default `gate_inputs` changed from 0.1.0's "own_layer" to "all_layers".
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "ClockworkCell",

@@ -11,7 +11,7 @@
   deterministically into 3,000 train / 500 validation / 500 test digits.
   Works offline.
 - `load_mnist(split, data_dir=None)`: the full MNIST from
-  tensorflow-datasets (`pip install "keras-gfrnn[datasets]"`).
+  tensorflow-datasets (the `datasets` extra).
 
 tensorflow-datasets decides where the data comes from: prepared data in
 `data_dir`, mocked data (`tfds.testing.mock_data`), or its own download,
@@ -24,15 +24,19 @@ Images are float32 in [0, 1], shape (n, 28, 28); labels int32.
 
 `mnist_sample` needs only the core install (keras + numpy, any backend).
 `load_image_dataset` and `pixel_statistics` build `tf.data` pipelines and
-need TensorFlow on every backend (`pip install "keras-gfrnn[tensorflow]"`);
-`load_mnist` and the tensorflow-datasets names need tensorflow-datasets too
-(`pip install "keras-gfrnn[datasets]"`). Without them these functions raise
-`MissingDependencyError`, a `ModuleNotFoundError` that names the extra.
+need TensorFlow on every backend (the `tensorflow` extra); `load_mnist` and
+the tensorflow-datasets names need tensorflow-datasets too (the `datasets`
+extra). Without them these functions raise `MissingDependencyError`, a
+`ModuleNotFoundError` whose message is a pip command that installs the
+extra's packages (`install_command`).
 """
 
 import importlib
+import importlib.metadata
 import numbers
 import os
+import re
+import shlex
 import urllib.error
 
 import numpy as np
@@ -62,13 +66,35 @@ class MissingDependencyError(ModuleNotFoundError, DatasetUnavailableError):
     """
 
 
+def install_command(extra):
+    """A pip command that installs what the extra `extra` of keras-gfrnn
+    brings, one that works today: the packages themselves, read from the
+    installed package's metadata (keras-gfrnn is not on the package index
+    yet, so `pip install "keras-gfrnn[extra]"` would fail), named as the
+    extra. Without metadata (the sources on `sys.path`, not installed): the
+    editable install of a clone."""
+    try:
+        requires = importlib.metadata.requires("keras-gfrnn") or []
+    except importlib.metadata.PackageNotFoundError:
+        requires = []
+    packages = []
+    for requirement in requires:
+        package, _, marker = requirement.partition(";")
+        if re.search(rf"""extra\s*==\s*["']{re.escape(extra)}["']""", marker):
+            packages.append(shlex.quote(package.strip()))
+    if not packages:
+        return f'pip install -e ".[{extra}]" (in a clone of keras-gfrnn)'
+    return f"pip install {' '.join(packages)} (the `{extra}` extra)"
+
+
 def _require(module, purpose, extra):
-    """Imports `module`, or raises `MissingDependencyError` naming `extra`."""
+    """Imports `module`, or raises `MissingDependencyError` with the
+    command that installs `extra`."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
         raise MissingDependencyError(
-            f'{purpose}: pip install "keras-gfrnn[{extra}]" '
+            f"{purpose}: {install_command(extra)} "
             f"({module} could not be imported: {error})",
             name=module,
         ) from error
@@ -314,8 +340,8 @@ def load_image_dataset(
 
     Images are float32 `(batch, height, width, channels)`, labels int32.
 
-    Needs TensorFlow (`pip install "keras-gfrnn[tensorflow]"`; for the
-    tensorflow-datasets datasets `"keras-gfrnn[datasets]"`) on every Keras
+    Needs TensorFlow (the `tensorflow` extra; for the tensorflow-datasets
+    datasets the `datasets` extra) on every Keras
     backend: the pipeline is `tf.data`, which feeds JAX and torch models
     too. Without it, raises `MissingDependencyError` naming the extra.
     """

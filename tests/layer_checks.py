@@ -1,5 +1,6 @@
 """Checks that every layer of the package must pass (shared by the tests)."""
 
+import importlib.util
 import json
 import re
 
@@ -17,6 +18,32 @@ def tensorflow_only(reason):
         BACKEND != "tensorflow",
         reason=f"TensorFlow backend only: {reason}",
     )
+
+
+def needs(modules, install):
+    """Marks of a test that needs `modules`, which the README's test command
+    does not install: the `extras` marker (CI runs these tests once the
+    other backends are installed) and a skip, where one is missing, whose
+    reason says what to install."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return [
+        pytest.mark.extras,
+        pytest.mark.skipif(
+            bool(missing),
+            reason=f"needs {' and '.join(missing)}: {install}",
+        ),
+    ]
+
+
+def apply_marks(marks):
+    """A decorator that applies each of `marks` (a list of pytest marks)."""
+
+    def decorate(test):
+        for mark in marks:
+            test = mark(test)
+        return test
+
+    return decorate
 
 
 SAVED_MODEL = tensorflow_only(
@@ -188,4 +215,7 @@ def assert_jit_matches(make_layer, x, compiled_functions, atol):
     np.testing.assert_allclose(jgraph, graph_out, atol=atol)
     assert len(grads) == len(jgrads) > 0
     for g, jg in zip(grads, jgrads):
-        np.testing.assert_allclose(jg, g, atol=10 * atol)
+        # Kernel gradients sum over every step: on a 1026-step sequence they
+        # reach ~1e3, where float32 holds ~6e-5, so also allow a relative
+        # error of a few float32 roundings.
+        np.testing.assert_allclose(jg, g, atol=10 * atol, rtol=1e-6)

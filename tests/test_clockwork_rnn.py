@@ -165,6 +165,7 @@ def test_every_loop_equals_the_equations(periods, loop):
         np.testing.assert_allclose(out, exp_out, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "periods,loop",
     [((1, 2, 4, 8), "by_blocks"), ((1, 17, 19), "by_modules")],
@@ -605,6 +606,7 @@ def xla_calls(layer, x):
     return [n for n in nodes if n.attr["_XlaMustCompile"].b]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "periods,steps,loop,calls",
     [
@@ -632,6 +634,7 @@ def test_jit_compile_matches_uncompiled(periods, steps, loop, calls):
     assert xla_calls(plain, x) == []
 
 
+@pytest.mark.slow
 def test_jit_compile_with_several_static_lengths():
     """The compiled function is created once per layer; a later call with
     another static length (here: one reaching modules the first did not)
@@ -677,6 +680,7 @@ def test_jit_compile_auto_follows_the_gpu():
     assert uses_xla(True) and not uses_xla(False)
 
 
+@pytest.mark.slow
 def test_fit_with_jit_compile():
     x = seq(steps=12)
     y = np.ones((x.shape[0], 1), "float32")

@@ -267,17 +267,22 @@ def _arrays(path):
         )
 
 
-def test_keras_files_load_across_every_backend_pair(tmp_path):
-    import keras
+_MISSING = [b for b in BACKENDS if importlib.util.find_spec(b) is None]
 
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip(
-            "covers every backend pair itself (one child process per "
-            "backend); runs in the TensorFlow pass"
-        )
-    missing = [b for b in BACKENDS if importlib.util.find_spec(b) is None]
-    if missing:
-        pytest.skip(f"backend(s) not installed: {', '.join(missing)}")
+
+# The marks of tests/layer_checks.py's `needs`, written out: this file also
+# runs as a child script, which imports nothing of the test suite.
+@pytest.mark.slow
+@pytest.mark.backend_independent
+@pytest.mark.extras
+@pytest.mark.skipif(
+    bool(_MISSING),
+    reason=f"needs {' and '.join(_MISSING)}: the jax and torch extras: "
+    'pip install -e ".[jax,torch]"',
+)
+def test_keras_files_load_across_every_backend_pair(tmp_path):
+    # Covers every backend pair itself (one child process per backend),
+    # whatever KERAS_BACKEND this run has.
     _run_all("save", tmp_path)
     _run_all("load", tmp_path)
 

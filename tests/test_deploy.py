@@ -26,6 +26,7 @@ pytestmark = [
     # TensorFlow's tf.lite.Interpreter, deprecated for ai-edge-litert's
     # (the same interpreter, not a dependency here).
     pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated"),
+    pytest.mark.slow,  # each converts a model (2-6 s on 2 cores)
 ]
 
 BATCH = 2

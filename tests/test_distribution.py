@@ -8,7 +8,6 @@ DataParallel replicates the weights, splits each batch across the devices
 and averages the gradients.
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -16,6 +15,8 @@ import subprocess
 import sys
 
 import pytest
+
+from tests import layer_checks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -82,8 +83,10 @@ print("REPORT", json.dumps(report))
 """
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None, reason="jax is not installed"
+@pytest.mark.slow
+@pytest.mark.backend_independent  # the child process runs on JAX
+@layer_checks.apply_marks(
+    layer_checks.needs(["jax"], 'the jax extra: pip install -e ".[jax]"')
 )
 def test_data_parallel_on_two_devices_equals_one_device():
     env = {

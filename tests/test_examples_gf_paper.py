@@ -22,6 +22,7 @@ l2e = import_example("learning_to_execute")
 
 
 # ------------------------------------------------------------ char_lm data
+@pytest.mark.backend_independent
 def test_streams_continue_across_batches():
     ids = np.arange(1, 2 * 3 * 4 * 5 + 2)  # 2 streams, 4-char chunks
     x, y = lm.streams(ids, batch=2, length=4)
@@ -37,6 +38,7 @@ def test_streams_continue_across_batches():
         lm.streams(np.arange(10), batch=2, length=8)
 
 
+@pytest.mark.backend_independent
 def test_vocabulary_and_split():
     raw = bytes(range(65, 91)) * 4  # 104 bytes
     train, valid, test = lm.split_text(raw, enwik8=False)
@@ -49,6 +51,7 @@ def test_vocabulary_and_split():
     assert vocab.decode(ids) == b"ban?ana?"
 
 
+@pytest.mark.backend_independent
 def test_enwik8_checksum_is_verified(monkeypatch, tmp_path):
     path = tmp_path / "enwik8.zip"
     with zipfile.ZipFile(path, "w") as archive:
@@ -60,6 +63,7 @@ def test_enwik8_checksum_is_verified(monkeypatch, tmp_path):
         lm.load_text("nope.txt", None)
 
 
+@pytest.mark.backend_independent
 def test_stdlib_corpus_is_sorted_sources():
     import sysconfig
 
@@ -80,6 +84,7 @@ TABLE_1 = {  # GF-RNN paper, Table 1: (layers, units)
 }
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("unit_type", ["tanh", "gru", "lstm"])
 @pytest.mark.parametrize("model", ["single", "stacked", "gf", "gf-l"])
 def test_paper_sizes(model, unit_type):
@@ -100,6 +105,7 @@ def test_paper_sizes(model, unit_type):
         lm.parse(["--sizes", "small"])
 
 
+@pytest.mark.backend_independent
 def test_matched_sizes():
     """--sizes matched gives gf the units closest in parameters to the
     stacked model; the other models keep Table 1; --units overrides."""
@@ -136,6 +142,7 @@ def test_gate_inputs_reach_the_layer():
     assert lm.parse([]).gate_inputs == "all_layers"
 
 
+@pytest.mark.slow
 def test_bpc_evaluation_keeps_the_training_state():
     args = lm.parse(["--model", "gf", "--units", "8", "--layers", "2"])
     model = lm.build_model(10, args, batch_size=2)
@@ -158,6 +165,7 @@ def test_bpc_evaluation_keeps_the_training_state():
     np.testing.assert_allclose(bpc * math.log(2), loss, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_char_lm_quick_trains_saves_and_samples(tmp_path):
     result = lm.main(["--quick", "--out-dir", str(tmp_path)])
     assert math.isfinite(result["test_bpc"])
@@ -176,6 +184,7 @@ def test_char_lm_quick_trains_saves_and_samples(tmp_path):
 GRID = [(length, nesting) for length in (1, 2, 4) for nesting in (1, 2, 3)]
 
 
+@pytest.mark.backend_independent
 def test_every_generated_program_prints_its_target():
     """Run by a separate Python process: the printed output is the target."""
     generator = l2e.ProgramGenerator(seed=5)
@@ -200,6 +209,7 @@ def test_every_generated_program_prints_its_target():
     assert printed == [target + "\n" for _, target in programs]
 
 
+@pytest.mark.backend_independent
 def test_generator_covers_the_operations_and_sizes():
     generator = l2e.ProgramGenerator(seed=1)
     sources = []
@@ -220,6 +230,7 @@ def test_generator_covers_the_operations_and_sizes():
     assert again == l2e.ProgramGenerator(seed=1).generate(2, 3)
 
 
+@pytest.mark.backend_independent
 def test_exact_match_needs_every_character():
     pairs = [("print(12)", "12"), ("print(345)", "345")]
     _, _, targets = l2e.make_batch(pairs)
@@ -242,6 +253,7 @@ def test_exact_match_needs_every_character():
     assert l2e.exact_match(Oracle(wrong=(0, 5)), pairs) == 1.0  # padding
 
 
+@pytest.mark.backend_independent
 def test_make_batch_layout():
     enc, dec_in, dec_out = l2e.make_batch([("print(7)", "7")])
     assert enc.shape == (1, 32) and dec_in.shape == dec_out.shape == (1, 8)
@@ -250,6 +262,7 @@ def test_make_batch_layout():
     assert dec_out[0].tolist() == [l2e.CHAR_ID["7"], l2e.END] + [0] * 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["gf", "stacked"])
 def test_learning_to_execute_quick(model, capsys):
     grid = l2e.main(["--quick", "--model", model])
@@ -262,26 +275,6 @@ def test_learning_to_execute_quick(model, capsys):
 # ------------------------------------------------ char_lm: kill and resume
 class Killed(Exception):
     """Stands for a SIGKILL: the process stops there, nothing after runs."""
-
-
-class KillAt(keras.callbacks.Callback):
-    """Kills the run at the end of `epoch` (1-based; after the backup and
-    the history, which are written before) or after batch `batch` of it."""
-
-    def __init__(self, epoch, batch=None):
-        super().__init__()
-        self.epoch, self.batch, self.current = epoch, batch, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch + 1
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current == self.epoch and batch == self.batch:
-            raise Killed(f"epoch {self.epoch} batch {batch}")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch and self.batch is None:
-            raise Killed(f"end of epoch {self.epoch}")
 
 
 def _lm_args(out_dir):
@@ -319,10 +312,10 @@ def uninterrupted(tmp_path_factory):
     return weights, rows
 
 
-def _fail_writing(name, after=0, replaced=False):
+def _fail_writing(name, after=0):
     """An `atomic_write` that kills the run while it writes the file `name`
-    for the time `after + 1`: before its temporary file replaces the file
-    (`replaced=False`) or right after."""
+    for the time `after + 1`, before its temporary file replaces the
+    file."""
     write, calls = lm.atomic_write, []
 
     def failing(path, content):
@@ -331,31 +324,29 @@ def _fail_writing(name, after=0, replaced=False):
         calls.append(path)
         if len(calls) <= after:
             return write(path, content)
-        if replaced:
-            write(path, content)
-        else:
-            with open(f"{path}.tmp", "w") as f:
-                content(f)  # a part, never renamed
+        with open(f"{path}.tmp", "w") as f:
+            content(f)  # a part, never renamed
         raise Killed(f"writing {name}")
 
     return failing
 
 
+# One kill point before each commit point of the backup (the atomic
+# replacement of state.json, then of history.csv). After the last one,
+# everything of epoch 1 is on disk: test_char_lm_resumes_exactly_after_sigkill
+# kills a real process there (a kill later in epoch 2 leaves the same
+# files).
 KILLS = {
-    # killed between two epochs: everything of epoch 1 is on disk.
-    "end_of_epoch": dict(callback=KillAt(1)),
-    # killed in epoch 2: its batches are trained again from the backup.
-    "mid_epoch": dict(callback=KillAt(2, batch=1)),
     # killed before the backup's commit point: epoch 1 trained again.
     "before_backup": dict(write="state.json"),
-    # killed after the commit, before history.csv has epoch 1's row.
-    "before_history": dict(write="state.json", replaced=True),
-    # killed while history.csv's new version is written.
+    # killed after the commit, while history.csv's new version (with epoch
+    # 1's row) is written: a part of it is left beside the old file.
     # (the first history.csv is written when the run starts)
     "writing_history": dict(write="history.csv", after=1),
 }
 
 
+@pytest.mark.slow
 @layer_checks.tensorflow_only("a stateful model trained bit for bit")
 @pytest.mark.parametrize("kill", sorted(KILLS))
 def test_char_lm_resumes_exactly(kill, uninterrupted, tmp_path, monkeypatch):
@@ -363,14 +354,10 @@ def test_char_lm_resumes_exactly(kill, uninterrupted, tmp_path, monkeypatch):
     run's weights, history rows and a history.csv with its header."""
     plan = KILLS[kill]
     with monkeypatch.context() as patch:
-        callbacks = [plan["callback"]] if "callback" in plan else []
-        if "write" in plan:
-            failing = _fail_writing(
-                plan["write"], plan.get("after", 0), plan.get("replaced")
-            )
-            patch.setattr(lm, "atomic_write", failing)
+        failing = _fail_writing(plan["write"], plan.get("after", 0))
+        patch.setattr(lm, "atomic_write", failing)
         with pytest.raises(Killed):
-            lm.train(_lm_args(tmp_path), callbacks=callbacks)
+            lm.train(_lm_args(tmp_path))
     # What a reader finds after the kill: a whole history.csv, header first.
     rows = _history_csv(tmp_path)
     assert len(rows) <= 1
@@ -389,6 +376,7 @@ def test_char_lm_resumes_exactly(kill, uninterrupted, tmp_path, monkeypatch):
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_char_lm_history_is_replaced_not_appended(tmp_path):
     """A run in a folder that holds a finished run's history.csv starts a
     new one (the old code appended: epochs 1, 2, 1, 2; and an empty file
@@ -404,6 +392,7 @@ def _final_bpc_line(stdout):
     return line.split("; training")[0]
 
 
+@pytest.mark.slow
 @layer_checks.tensorflow_only("a stateful model trained bit for bit")
 def test_char_lm_resumes_exactly_after_sigkill(tmp_path):
     """As test_char_lm_resumes_exactly's end_of_epoch, with a real kill: a

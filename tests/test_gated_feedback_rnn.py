@@ -688,6 +688,7 @@ def test_gradients_of_a_reloaded_saved_model(tmp_path):
     np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @layer_checks.TF_JIT_STEP
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
 @pytest.mark.parametrize(
@@ -1285,6 +1286,7 @@ def test_loads_a_model_saved_by_version_0_1_0():
     assert model.layers[1].get_config()["gate_inputs"] == "own_layer"
 
 
+@pytest.mark.slow
 @layer_checks.SAVED_MODEL
 @pytest.mark.parametrize(
     "unit_type,feedback", [("lstm", True), ("gru", True), ("tanh", False)]
@@ -1473,6 +1475,7 @@ def test_property_matches_reference(
 # --------------------------------------------------------------------------
 # XLA
 # --------------------------------------------------------------------------
+@pytest.mark.slow
 @layer_checks.TF_JIT_STEP
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
 @pytest.mark.parametrize("units", [5, [4, 6, 3]])
@@ -1499,6 +1502,7 @@ def test_jit_compile_matches_uncompiled(
     )
 
 
+@pytest.mark.slow
 def test_jit_compile_with_mask_state_and_fit():
     x = make_inputs()
     mask = np.ones(x.shape[:2], bool)

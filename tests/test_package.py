@@ -1,5 +1,4 @@
 import email.parser
-import importlib.util
 import json
 import os
 import pathlib
@@ -13,6 +12,12 @@ import zipfile
 import pytest
 
 import keras_gfrnn
+from keras_gfrnn.datasets import install_command
+from tests import layer_checks
+
+# The package's files, builds and imports: the same on every backend (the
+# child processes pick their own).
+pytestmark = pytest.mark.backend_independent
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,7 +41,20 @@ def test_public_api_is_explicit():
     }
     for name in keras_gfrnn.__all__:
         assert hasattr(keras_gfrnn, name)
-    assert re.fullmatch(r"\d+\.\d+\.\d+", keras_gfrnn.__version__)
+    # PEP 440: a release, or the development version of one ("0.2.0.dev0").
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+)?", keras_gfrnn.__version__)
+
+
+def test_changelog_sections_are_versions_with_dates():
+    """Every section of CHANGELOG.md is a version and a date, the newest
+    the installed version: a user can tell which behaviour they have."""
+    text = (ROOT / "CHANGELOG.md").read_text()
+    sections = re.findall(r"^## (.*)$", text, re.M)
+    assert len(sections) >= 2
+    for section in sections:
+        assert re.fullmatch(r"\[[\w.]+\] - \d{4}-\d\d-\d\d", section), section
+    assert sections[0].startswith(f"[{keras_gfrnn.__version__}] - ")
+    assert "[0.1.0] - 2026-11-21" in sections
 
 
 def test_bundled_data_ships_with_attribution():
@@ -130,19 +148,29 @@ print("REPORT", json.dumps(report))
 """
 
 
+# What each backend needs beyond the README's test command, and how to
+# install it (Keras' NumPy backend imports scipy).
+_BACKEND_MODULES = {
+    "jax": (["jax"], 'the jax extra: pip install -e ".[jax]"'),
+    "torch": (
+        ["torch"],
+        'the torch extra: pip install -e ".[torch]" (CPU: install torch '
+        "from PyTorch's CPU index first)",
+    ),
+    "numpy": (["scipy"], "Keras' NumPy backend needs it: pip install scipy"),
+}
+
+
 def _backends_without_tensorflow():
     return [
         pytest.param(
-            backend,
-            marks=pytest.mark.skipif(
-                importlib.util.find_spec(backend) is None,
-                reason=f"{backend} is not installed",
-            ),
+            backend, marks=layer_checks.needs(*_BACKEND_MODULES[backend])
         )
         for backend in ("jax", "torch", "numpy")
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", _backends_without_tensorflow())
 def test_works_without_tensorflow(backend):
     # Whatever backend this pytest run uses, the subprocess picks its own.
@@ -172,21 +200,24 @@ def test_works_without_tensorflow(backend):
         e is not None and e[:3] == ["MissingDependencyError", True, True]
         for e in errors.values()
     ), errors
+    # The install commands name the packages (keras-gfrnn is not on the
+    # package index yet): pip install 'tensorflow>=2.16' (the `tensorflow`
+    # extra), and so on.
+    tensorflow, both = (install_command(e) for e in ("tensorflow", "datasets"))
+    assert tensorflow.startswith("pip install 'tensorflow>=2.16'")
+    assert "tensorflow-datasets" in both and "keras-gfrnn[" not in both
     assert errors["load_image_dataset(mnist_sample)"][3].startswith(
         "load_image_dataset builds a tf.data pipeline and needs TensorFlow: "
-        'pip install "keras-gfrnn[tensorflow]"'
+        + tensorflow
     )
     # The tensorflow-datasets names: the extra that brings both.
     message = errors["load_image_dataset(cifar10)"][3]
-    assert (
-        "needs TensorFlow and tensorflow-datasets: "
-        'pip install "keras-gfrnn[datasets]"'
-    ) in message
+    assert f"needs TensorFlow and tensorflow-datasets: {both}" in message
     message = errors["pixel_statistics(mnist_sample)"][3]
-    assert 'needs TensorFlow: pip install "keras-gfrnn[tensorflow]"' in message
+    assert f"needs TensorFlow: {tensorflow}" in message
     message = errors["load_mnist(test)"][3]
     assert message.startswith("load_mnist needs tensorflow-datasets")
-    assert 'pip install "keras-gfrnn[datasets]"' in message
+    assert both in message
 
 
 # ------------------------------------------------ the sdist and the wheel
@@ -259,6 +290,7 @@ def _files(root, *folders):
     )
 
 
+@pytest.mark.slow
 def test_sdist_ships_the_test_suite_and_what_it_imports(distributions):
     # The tests import tests/__init__.py (as the package `tests`),
     # conftest.py and layer_checks.py, read the saved files in tests/data,
@@ -284,6 +316,7 @@ def test_sdist_ships_the_test_suite_and_what_it_imports(distributions):
     assert sorted(set(needed) - shipped) == []
 
 
+@pytest.mark.slow
 def test_sdist_test_suite_collects(distributions):
     # The unpacked sdist alone: pytest collects every test file there
     # without an error, with the sdist's own keras_gfrnn first on the path.
@@ -321,6 +354,7 @@ def _wheel_metadata(wheel):
     return names, email.parser.Parser().parsestr(text)
 
 
+@pytest.mark.slow
 def test_wheel_holds_only_the_package(distributions):
     names, _ = _wheel_metadata(distributions["wheel"])
     source = distributions["source"]
@@ -331,6 +365,7 @@ def test_wheel_holds_only_the_package(distributions):
     assert dist_info + "licenses/LICENSE" in names
 
 
+@pytest.mark.slow
 def test_core_install_needs_only_keras_and_numpy(distributions):
     _, metadata = _wheel_metadata(distributions["wheel"])
     requires = metadata.get_all("Requires-Dist")
@@ -359,6 +394,7 @@ def test_core_install_needs_only_keras_and_numpy(distributions):
     assert extras["plot"] == ["matplotlib"]
 
 
+@pytest.mark.slow
 def test_wheel_metadata_is_complete(distributions):
     _, metadata = _wheel_metadata(distributions["wheel"])
     assert metadata["Name"] == "keras-gfrnn"
