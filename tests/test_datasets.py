@@ -140,6 +140,7 @@ def test_download_error_reports_unavailable(
     assert f"is not prepared in {tmp_path}" in str(info.value)
 
 
+@pytest.mark.slow
 def test_offline_message_names_tfds_default_data_dir(not_found_proxy, tmp_path):
     # Without data_dir the message names the folder tensorflow-datasets
     # really uses: TFDS_DATA_DIR (read when tfds is imported, hence a fresh

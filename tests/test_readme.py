@@ -69,8 +69,11 @@ CHAINS = chains()
 def _marks(codes):
     # A block for one backend runs in that backend's pass (a slow fit);
     # the others are docs checks, run in one pass.
-    if _backend(codes) in (None, "tensorflow"):
+    backend = _backend(codes)
+    if backend is None:
         return [pytest.mark.backend_independent]
+    if backend == "tensorflow":  # exports: a few seconds
+        return [pytest.mark.backend_independent, pytest.mark.slow]
     return [pytest.mark.slow]
 
 
@@ -113,6 +116,7 @@ def test_block_runs_as_pasted(codes, tmp_path, monkeypatch):
         assert isinstance(namespace["model"], keras.Model)
 
 
+@pytest.mark.slow
 @layer_checks.TF_GRAPH
 @pytest.mark.backend_independent
 def test_export_block_serves_other_lengths_and_batches(tmp_path, monkeypatch):
