@@ -10,13 +10,13 @@ matmul).
 import math
 
 from keras_gfrnn.clockwork_loops import Schedule
-from keras_gfrnn.gated_feedback_rnn import NUM_BLOCKS as GATES
+from keras_gfrnn.gated_feedback_rnn import NUM_BLOCKS
 
 
 def stacked(unit_type, batch, steps, input_dim, units, layers):
     """Keras' stacked SimpleRNN / GRU / LSTM: per layer and step,
     `[x, h] @ W` with `G * H` columns."""
-    g = GATES[unit_type]
+    g = NUM_BLOCKS[unit_type]  # the candidate and the gates
     total, d = 0, input_dim
     for _ in range(layers):
         total += 2 * batch * steps * (d + units) * g * units
@@ -45,7 +45,7 @@ def gated_feedback(
     """
     if not feedback:
         return stacked(unit_type, batch, steps, input_dim, units, layers)
-    g = GATES[unit_type]
+    g = NUM_BLOCKS[unit_type]  # the candidate and the gates
     gate_targets = layers if gate_inputs == "all_layers" else 1
     per_step = 0
     d = input_dim

@@ -255,8 +255,10 @@ def epoch_seed(seed, epoch):
     a function of `seed` and `epoch` alone. One seeded pipeline for the
     whole run (`shuffle(reshuffle_each_iteration=True)`) gives its second
     order to the second epoch *this process* runs, so a resumed run would
-    read its first epoch's order again."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    read its first epoch's order again. 31 bits: the package's seeds are
+    at most 2**31 - 1 (`load_image_dataset`)."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1)[0]
+    return int(state) >> 1
 
 
 def fit(model, train_epoch, steps, val, args):

@@ -1,20 +1,99 @@
 """What the recurrent layers of keras_gfrnn share.
 
-`CellRNN`: a `keras.layers.RNN` that owns its cell (flat config, checks of
-inputs and initial states that name the argument), and the `jit_compile`
-plumbing: when a layer compiles its step with XLA (`uses_xla`) and the one
-compiled function it keeps per layer (`xla_compiled`), and `concat`, the
-features of several tensors side by side.
+- `CellRNN`: a `keras.layers.RNN` that owns its cell (flat config, checks
+  of inputs and initial states that name the argument, the `jit_compile`
+  switch).
+- `keras_loop`: the one seam into Keras' loop, "run Keras' loop with this
+  prepared step", for the steps a layer prepares per call.
+- `DropoutCell`: what the cells share: their weight options, dropout
+  rates, seed and seed generator, masks and zero initial states.
+- `xla_enabled` / `xla_compiled`: when a layer compiles with XLA, and the
+  compiled functions it keeps (one per name and layer).
+- `concat`: the features of several tensors side by side.
 """
 
 import keras
 from keras import ops
+
+from keras_gfrnn._config import resolve_weight_options
+from keras_gfrnn._config import serialize_weight_options
+from keras_gfrnn._validation import check_rate
+from keras_gfrnn._validation import check_seed
 
 
 def concat(tensors):
     """`tensors` side by side on the last axis; a single one as it is."""
     tensors = list(tensors)
     return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, -1)
+
+
+def variable_value(value):
+    """A Keras Variable read as a tensor (what a compiled function or a
+    state takes); a tensor as it is."""
+    return value.value if isinstance(value, keras.Variable) else value
+
+
+class DropoutCell(keras.layers.Layer):
+    """The setup the cells of this package share.
+
+    The nine weight options (`kernel_initializer` ... `bias_constraint`,
+    resolved with Keras' `get` and serialized as Keras' layers do), the
+    dropout rates, the `seed` (one rule for every layer:
+    `_validation.check_seed`) and its `seed_generator`, masks of 0 and
+    `1 / (1 - rate)`, and zero initial states of `state_size`.
+    """
+
+    def _set_options(self, weight_options, dropout, recurrent_dropout, seed):
+        for name, value in resolve_weight_options(**weight_options).items():
+            setattr(self, name, value)
+        self.dropout = check_rate("dropout", dropout)
+        self.recurrent_dropout = check_rate(
+            "recurrent_dropout", recurrent_dropout
+        )
+        self.seed = check_seed(seed)
+        self.seed_generator = keras.random.SeedGenerator(seed=self.seed)
+
+    def _options_config(self):
+        return {
+            **serialize_weight_options(self),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
+
+    def _mask(self, shape, rate):
+        ones = ops.ones(shape, dtype=self.compute_dtype)
+        return keras.random.dropout(ones, rate=rate, seed=self.seed_generator)
+
+    def get_initial_state(self, batch_size=None):
+        return [
+            ops.zeros((batch_size, size), dtype=self.compute_dtype)
+            for size in self.state_size
+        ]
+
+
+class _PreparedLoop:
+    """What `keras.layers.RNN.inner_loop` reads of its layer, with the
+    prepared `step` as the cell: a view made for one call, so that nothing
+    of the call is stored on the layer or its cell."""
+
+    def __init__(self, layer, step):
+        self._layer = layer
+        self.cell = step
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+
+def keras_loop(layer, step, sequences, initial_state, mask):
+    """Runs Keras' own recurrent loop (masks, `go_backwards`, `unroll`,
+    `return_sequences`, the backend's `while` / scan) over `sequences` with
+    `step(inputs_t, states) -> (output_t, new_states)` in place of the
+    layer's cell. Returns `(last_output, outputs, states)`, as
+    `keras.layers.RNN.inner_loop`."""
+    return keras.layers.RNN.inner_loop(
+        _PreparedLoop(layer, step), sequences, initial_state, mask
+    )
 
 
 class CellRNN(keras.layers.RNN):
@@ -39,7 +118,7 @@ class CellRNN(keras.layers.RNN):
         compiles the whole train step anyway); "auto" compiles only when
         TensorFlow sees a GPU.
         """
-        return uses_xla(self.jit_compile)
+        return xla_enabled(self.jit_compile)
 
     def build(self, sequences_shape, initial_state_shape=None):
         check_rank(self, sequences_shape)
@@ -64,16 +143,6 @@ class CellRNN(keras.layers.RNN):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-def expose_cell_attributes(layer_cls, names):
-    """Read-only properties of `layer_cls` reading the same cell attribute."""
-    for name in names:
-        setattr(
-            layer_cls,
-            name,
-            property(lambda self, _n=name: getattr(self.cell, _n)),
-        )
 
 
 def check_rank(layer, shape):
@@ -127,13 +196,12 @@ def check_jit_compile(value):
     return value
 
 
-def uses_xla(jit_compile):
+def xla_enabled(jit_compile):
     """Whether a layer with this `jit_compile` compiles its step with XLA.
 
     Only the TensorFlow backend compiles a step on its own (JAX compiles the
-    whole model anyway). "auto" compiles where it was measured to pay: when
-    TensorFlow sees a GPU (on CPU the compiled step trains slower; see
-    benchmarks/).
+    whole model anyway). "auto" compiles when TensorFlow sees a GPU, where
+    it pays (docs/performance.md).
     """
     if jit_compile is False or keras.backend.backend() != "tensorflow":
         return False
@@ -145,7 +213,8 @@ def uses_xla(jit_compile):
 
 
 def xla_compiled(owner, name, fn):
-    """`fn` compiled with XLA (TensorFlow), created once per `owner`.
+    """`fn` compiled with XLA (TensorFlow), created once per `owner` and
+    `name` (a layer keeps one per function it compiles).
 
     Cached on the owner under `name` (untracked), so every trace of the
     model reuses one `tf.function` and its compiled programs.

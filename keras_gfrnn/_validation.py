@@ -2,8 +2,6 @@
 
 import numbers
 
-import keras
-
 
 def check_positive_int(name, value, shown=None):
     if (
@@ -45,25 +43,24 @@ def check_choice(name, value, choices):
     return value
 
 
-def max_seed():
-    """The largest dropout seed this backend holds: Keras' seeds are uint32
-    on JAX (TensorFlow takes more, kept to the same range so that a saved
-    layer loads on either) and int32 on torch."""
-    return 2**31 - 1 if keras.backend.backend() == "torch" else 2**32 - 1
+# The largest seed of every layer and data pipeline of the package, on
+# every backend: the seeds all of Keras' backends hold (`SeedGenerator`
+# keeps int32 on torch, uint32 on JAX, int64 on TensorFlow), so that a
+# layer saved on one backend loads and draws on every other.
+MAX_SEED = 2**31 - 1
 
 
 def check_seed(seed):
-    """A dropout seed: None or an integer in [0, max_seed()], checked here
-    rather than failing late, at the first dropout."""
-    limit = max_seed()
+    """A seed: None or an integer in [0, MAX_SEED], checked here rather
+    than failing late (at the first dropout, or on another backend)."""
     if seed is not None and (
         isinstance(seed, bool)
         or not isinstance(seed, numbers.Integral)
-        or not 0 <= seed <= limit
+        or not 0 <= seed <= MAX_SEED
     ):
         raise ValueError(
-            f"Argument `seed` must be None or an integer in [0, {limit}] "
-            f"(the seeds the {keras.backend.backend()} backend holds). "
-            f"Received: seed={seed!r}"
+            f"Argument `seed` must be None or an integer in [0, {MAX_SEED}] "
+            "(the seeds every Keras backend holds, so that a saved layer "
+            f"loads on each). Received: seed={seed!r}"
         )
     return None if seed is None else int(seed)

@@ -17,18 +17,18 @@ block:
 - `unrolled`: a static length, every step unrolled; at step t only the
   modules active at t are computed (a static set).
 - `unrolled_by_modules`: a static length, module by module as in
-  `by_modules` below, each module's ticks unrolled; the loop TensorFlow's
-  `jit_compile` ran fastest on the CPU (one matmul at a time: the
-  sequential chain's matmuls are `m x m`).
+  `by_modules` below, each module's ticks unrolled (the sequential chain's
+  matmuls are `m x m`: the order for XLA, which runs one matmul at a
+  time).
 - `by_blocks`: a loop over blocks of one clock cycle, unrolled inside.
 - `by_modules`: module by module from the slowest, each scanning only its
   own ticks with its `m x m` recurrence; memory and time are bound by the
   sequence length, whatever the periods.
 
 `choose_loop` says which one a sequence gets (the thresholds are the
-documented constants below). Each loop takes `compile`: `None`, or a
-function `compile(name, fn)` returning `fn` compiled (the layer passes one
-that XLA-compiles once per layer).
+documented constants below). Each loop takes `compiler`: `None`, or a
+function `compiler(name, fn)` returning `fn` compiled (the layer passes one
+that XLA-compiles once per layer and name).
 """
 
 import math
@@ -161,9 +161,8 @@ def choose_loop(
     `"unrolled_by_modules"` when `compiled` (the layer compiles its loop
     with XLA: TensorFlow's `jit_compile`) and `"by_modules"` when
     `jax_traced` (traced by a JAX transform, as inside `jax.jit`, which
-    compiles the whole train step: the unrolled sequence took minutes to
-    compile at batch 1, the module scans compile in seconds and ran
-    faster); both measured in docs/performance.md."""
+    compiles the whole train step, where the unrolled sequence compiles
+    slowly). Why each: docs/performance.md."""
     if steps is not None and steps <= max_unrolled_steps:
         if jax_traced:
             return "by_modules"
@@ -173,7 +172,7 @@ def choose_loop(
     return "by_modules"
 
 
-def run(loop, schedule, activation, kernels, projected, h0, compile=None):
+def run(loop, schedule, activation, kernels, projected, h0, compiler=None):
     """Runs the loop named `loop` (see `choose_loop`); returns the states
     at every step `(batch, steps, units)`."""
     loops = {
@@ -183,19 +182,19 @@ def run(loop, schedule, activation, kernels, projected, h0, compile=None):
         "by_modules": by_modules,
     }
     return loops[loop](
-        schedule, activation, kernels, projected, h0, compile=compile
+        schedule, activation, kernels, projected, h0, compiler=compiler
     )
 
 
-def _compiled(compile, name, fn):
-    return fn if compile is None else compile(name, fn)
+def _compiled(compiler, name, fn):
+    return fn if compiler is None else compiler(name, fn)
 
 
-def unrolled(schedule, activation, kernels, projected, h0, compile=None):
+def unrolled(schedule, activation, kernels, projected, h0, compiler=None):
     """A static length, every step unrolled: at step t only the modules
     active at t are computed, each from its own input ticks and the
     states of the modules it reads. The states are kept per module, so
-    the gradient is as plain as the forward pass. With `compile` it is one
+    the gradient is as plain as the forward pass. With `compiler` it is one
     program ("_xla_steps")."""
     periods = schedule.periods
 
@@ -217,7 +216,7 @@ def unrolled(schedule, activation, kernels, projected, h0, compile=None):
             outputs.append(current)
         return ops.stack(outputs, axis=1)
 
-    steps_fn = _compiled(compile, "_xla_steps", steps_fn)
+    steps_fn = _compiled(compiler, "_xla_steps", steps_fn)
     return steps_fn(projected, h0, kernels)
 
 
@@ -232,11 +231,11 @@ def _step_states(activation, kernels, states, current, active, inputs):
     return new
 
 
-def by_blocks(schedule, activation, kernels, projected, h0, compile=None):
+def by_blocks(schedule, activation, kernels, projected, h0, compiler=None):
     """A loop over blocks of `clock_cycle` steps; inside a block every
     offset k is unrolled and computes only the modules active at k (a
     static set, since each block starts at a multiple of every period).
-    With `compile`, one block is one program ("_xla_block")."""
+    With `compiler`, one block is one program ("_xla_block")."""
     cycle = schedule.clock_cycle
     g = schedule.num_modules
     units = projected.shape[-1]
@@ -261,7 +260,7 @@ def by_blocks(schedule, activation, kernels, projected, h0, compile=None):
             outs.append(h)
         return h, ops.stack(outs, axis=1)
 
-    block = _compiled(compile, "_xla_block", block)
+    block = _compiled(compiler, "_xla_block", block)
 
     # keras.ops.scan on TensorFlow needs ys shaped like the carry, so the
     # block's outputs travel in the carry too.
@@ -277,12 +276,12 @@ def by_blocks(schedule, activation, kernels, projected, h0, compile=None):
     return outputs[:, :steps]
 
 
-def by_modules(schedule, activation, kernels, projected, h0, compile=None):
+def by_modules(schedule, activation, kernels, projected, h0, compiler=None):
     """Module by module, slowest first: module i scans only its own ticks
     with its `m x m` recurrence, its drive from the slower modules computed
     for all its ticks in one matmul. Each module's states are spread over
     the steps by a gather, so memory stays proportional to the sequence
-    length whatever the periods. With `compile`, one tick is one program
+    length whatever the periods. With `compiler`, one tick is one program
     ("_xla_tick")."""
     steps = ops.shape(projected)[1]
     step_index = ops.arange(steps)
@@ -291,7 +290,7 @@ def by_modules(schedule, activation, kernels, projected, h0, compile=None):
         h = activation(u + ops.matmul(h, own))
         return h, h
 
-    tick = _compiled(compile, "_xla_tick", tick)
+    tick = _compiled(compiler, "_xla_tick", tick)
 
     def own_ticks(h, drive, own):
         _, ticks = ops.scan(
@@ -308,16 +307,15 @@ def by_modules(schedule, activation, kernels, projected, h0, compile=None):
 
 
 def unrolled_by_modules(
-    schedule, activation, kernels, projected, h0, compile=None
+    schedule, activation, kernels, projected, h0, compiler=None
 ):
     """`by_modules` for a static length, each module's ticks unrolled and
-    its states spread over the steps by a repeat. The loop that
-    TensorFlow's `jit_compile` ran fastest on the CPU (under `jax.jit` it
-    was the slowest: `by_modules` there): XLA's program runs mostly one
-    matmul at a time, and here the matmuls of the sequential chain are
-    `m x m` (the slower modules' part is one matmul per module), where
-    `unrolled` reads every slower module at every tick. With `compile` it
-    is one program ("_xla_module_steps")."""
+    its states spread over the steps by a repeat: the order for
+    TensorFlow's `jit_compile` (XLA's program runs mostly one matmul at a
+    time, and here the matmuls of the sequential chain are `m x m`, the
+    slower modules' part one matmul per module, where `unrolled` reads
+    every slower module at every tick). With `compiler` it is one program
+    ("_xla_module_steps")."""
 
     def own_ticks(h, drive, own):
         ticks = []
@@ -340,7 +338,7 @@ def unrolled_by_modules(
             schedule, kernels, projected, h0, own_ticks, spread
         )
 
-    steps_fn = _compiled(compile, "_xla_module_steps", steps_fn)
+    steps_fn = _compiled(compiler, "_xla_module_steps", steps_fn)
     return steps_fn(projected, h0, kernels)
 
 

@@ -1,4 +1,12 @@
-"""Clockwork RNN (Koutnik, Greff, Gomez and Schmidhuber, ICML 2014)."""
+"""Clockwork RNN (Koutnik, Greff, Gomez and Schmidhuber, ICML 2014).
+
+`ClockworkCell` holds the weights and the config, and its `call` is the
+reference step; `ClockworkRNN` runs the fast loops of `clockwork_loops`
+from a clock at 0, else the cell step by step in Keras' loop. The maths
+and the loops: docs/design.md.
+"""
+
+import inspect
 
 import keras
 import numpy as np
@@ -6,14 +14,12 @@ from keras import ops
 
 from keras_gfrnn import _rnn
 from keras_gfrnn import clockwork_loops
-from keras_gfrnn._config import resolve_weight_options
-from keras_gfrnn._config import serialize_weight_options
 from keras_gfrnn._rnn import CellRNN
+from keras_gfrnn._rnn import DropoutCell
 from keras_gfrnn._rnn import check_initial_state
-from keras_gfrnn._rnn import expose_cell_attributes
+from keras_gfrnn._rnn import check_rank
+from keras_gfrnn._rnn import variable_value
 from keras_gfrnn._validation import check_positive_int
-from keras_gfrnn._validation import check_rate
-from keras_gfrnn._validation import check_seed
 from keras_gfrnn.clockwork_loops import MAX_PERIOD
 from keras_gfrnn.clockwork_loops import Schedule
 from keras_gfrnn.clockwork_loops import module_kernels
@@ -81,7 +87,7 @@ def _periods(units, periods, num_modules):
 
 
 @keras.saving.register_keras_serializable(package="keras_gfrnn")
-class ClockworkCell(keras.layers.Layer):
+class ClockworkCell(DropoutCell):
     """Cell class for `ClockworkRNN`: one step of a Clockwork RNN.
 
     `units` hidden units in g equal modules of `m = units / g` units; module
@@ -93,20 +99,18 @@ class ClockworkCell(keras.layers.Layer):
     h_t[module i] = a_t[module i] if t mod T_i == 0 else h_{t-1}[module i]
     ```
 
-    `M[s, r] = 1` iff the module of sending unit s is at least as slow as
-    the module of receiving unit r: slow modules feed fast ones (block-lower-
-    triangular, rows send). Each module is computed from the modules it
-    reads only (not a product with zeros), so entries of `recurrent_kernel`
-    outside M never influence the output and receive zero gradient, and a
-    NaN or inf in a fast module never reaches a slower one. The schedule
-    (activity rule, connectivity) is `clockwork_loops.Schedule(periods)`.
+    `M` lets each module read itself and the slower modules (rows of
+    `recurrent_kernel` send, columns receive). Each module is computed from
+    the modules it reads only, so the other entries of `recurrent_kernel`
+    never reach the output and get zero gradient, and a NaN in a fast
+    module never reaches a slower one. The schedule is
+    `clockwork_loops.Schedule(periods)` (docs/design.md).
 
     States: `[h, t]`: h `(batch, units)` and the step counter t
-    `(batch, 1)`, read as an integer and kept modulo the least common
-    multiple of the periods (all the activity rule needs). `ClockworkRNN`
-    keeps it exact (int32) under every dtype policy; inside a plain
-    `keras.layers.RNN` it has the compute dtype (exact in float16 up to
-    2048).
+    `(batch, 1)`, kept modulo the least common multiple of the periods.
+    `ClockworkRNN` keeps t exact (int32) under every dtype policy; inside a
+    plain `keras.layers.RNN` it has the compute dtype (exact in float16 up
+    to 2048).
 
     Args:
         units: Positive integer divisible by the number of modules.
@@ -119,8 +123,8 @@ class ClockworkCell(keras.layers.Layer):
         kernel_constraint, recurrent_constraint, bias_constraint: As in
             `keras.layers.SimpleRNN`.
         dropout, recurrent_dropout: Floats in [0, 1).
-        seed: Random seed for dropout: None or an integer in [0, 2**32)
-            (torch: [0, 2**31)).
+        seed: Random seed for dropout: None or an integer in
+            [0, 2**31 - 1] (the seeds every backend holds).
 
     Reference:
         Koutnik, Greff, Gomez, Schmidhuber. A Clockwork RNN. ICML 2014.
@@ -157,24 +161,22 @@ class ClockworkCell(keras.layers.Layer):
         self.clock_cycle = self.schedule.clock_cycle
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
-        for name, value in resolve_weight_options(
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-        ).items():
-            setattr(self, name, value)
-        self.dropout = check_rate("dropout", dropout)
-        self.recurrent_dropout = check_rate(
-            "recurrent_dropout", recurrent_dropout
+        self._set_options(
+            dict(
+                kernel_initializer=kernel_initializer,
+                recurrent_initializer=recurrent_initializer,
+                bias_initializer=bias_initializer,
+                kernel_regularizer=kernel_regularizer,
+                recurrent_regularizer=recurrent_regularizer,
+                bias_regularizer=bias_regularizer,
+                kernel_constraint=kernel_constraint,
+                recurrent_constraint=recurrent_constraint,
+                bias_constraint=bias_constraint,
+            ),
+            dropout,
+            recurrent_dropout,
+            seed,
         )
-        self.seed = check_seed(seed)
-        self.seed_generator = keras.random.SeedGenerator(seed=self.seed)
         self.state_size = [self.units, 1]
         self.output_size = self.units
 
@@ -227,12 +229,8 @@ class ClockworkCell(keras.layers.Layer):
             )
         return masks
 
-    def _mask(self, shape, rate):
-        ones = ops.ones(shape, dtype=self.compute_dtype)
-        return keras.random.dropout(ones, rate=rate, seed=self.seed_generator)
-
     def call(self, inputs, states, training=False):
-        h, t = (s.value if isinstance(s, keras.Variable) else s for s in states)
+        h, t = (variable_value(s) for s in states)
         counter = ops.cast(t, "int32")
         input_mask, recurrent_mask = self.dropout_masks(
             ops.shape(inputs)[0], inputs.shape[-1], training
@@ -252,47 +250,15 @@ class ClockworkCell(keras.layers.Layer):
         t_new = ops.cast(self.schedule.advance(counter, 1), t.dtype)
         return h_new, [h_new, t_new]
 
-    def get_initial_state(self, batch_size=None):
-        return [
-            ops.zeros((batch_size, self.units), dtype=self.compute_dtype),
-            ops.zeros((batch_size, 1), dtype=self.compute_dtype),
-        ]
-
     def get_config(self):
         config = {
             "units": self.units,
             "periods": list(self.periods),
             "activation": keras.activations.serialize(self.activation),
             "use_bias": self.use_bias,
-            **serialize_weight_options(self),
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "seed": self.seed,
+            **self._options_config(),
         }
         return {**super().get_config(), **config}
-
-
-_CELL_ARGS = (
-    "units",
-    "periods",
-    "num_modules",
-    "module_size",
-    "clock_cycle",
-    "activation",
-    "use_bias",
-    "kernel_initializer",
-    "recurrent_initializer",
-    "bias_initializer",
-    "kernel_regularizer",
-    "recurrent_regularizer",
-    "bias_regularizer",
-    "kernel_constraint",
-    "recurrent_constraint",
-    "bias_constraint",
-    "dropout",
-    "recurrent_dropout",
-    "seed",
-)
 
 
 @keras.saving.register_keras_serializable(package="keras_gfrnn")
@@ -309,39 +275,24 @@ class ClockworkRNN(CellRNN):
     h_t[module i] = a_t[module i] if t mod T_i == 0 else h_{t-1}[module i]
     ```
 
-    `M` lets module i read itself and slower modules (`recurrent_kernel[s,
-    r]` carries sending unit s to receiving unit r, so M is block-lower-
-    triangular). Every path computes module i from the modules it reads
-    only, so entries of `recurrent_kernel` outside M never influence the
-    output and get zero gradient, and a NaN or inf in a fast module never
-    reaches a slower one. The output is `h_t`; a downstream `Dense` plays
-    `W_O`.
+    `M` lets module i read itself and the slower modules; every path
+    computes module i from those only, so entries of `recurrent_kernel`
+    outside M get zero gradient and a NaN in a fast module never reaches a
+    slower one. The output is `h_t`; a downstream `Dense` plays `W_O`.
 
-    Inactive modules cost nothing: when the clock starts at 0 (no
-    `initial_state`, not `stateful`), no mask and no recurrent dropout, the
-    layer projects every step's input in one matmul, then computes at each
-    step only the modules active there (a static set), keeping the state
-    per module (`keras_gfrnn.clockwork_loops`). A sequence of static length
-    up to `MAX_UNROLLED_STEPS` = 1024 steps is unrolled whole (inside
-    `jax.jit`, as in Keras' JAX train step: module by module, below, which
-    compiles in seconds where the unrolled sequence took minutes); a longer
-    one, or one of unknown length, loops over blocks of `clock_cycle` steps
-    unrolled inside, and with clock cycles over `MAX_UNROLLED_CYCLE` = 256
-    steps runs module by module from the slowest, each module scanning only
-    its own ticks with its `m x m` recurrence (time and memory bound by the
-    sequence length, whatever the periods). Otherwise (masks, a runtime
-    clock offset) it runs `ClockworkCell` step by step inside
-    `keras.layers.RNN`; every path gives the same numbers.
+    Inactive modules cost nothing: from a clock at 0 (no `initial_state`,
+    not `stateful`), with no mask and no recurrent dropout, the layer
+    projects every step's input in one matmul, then computes at each step
+    only the modules active there (`keras_gfrnn.clockwork_loops`: a static
+    length up to `MAX_UNROLLED_STEPS` unrolled, longer or unknown lengths
+    in blocks of `clock_cycle` steps or module by module). Otherwise
+    (masks, a clock offset, recurrent dropout) `ClockworkCell` runs step by
+    step in Keras' loop. Every path gives the same numbers
+    (docs/design.md).
 
     Masking: a masked step changes nothing and does not advance the clock.
     `stateful=True` carries the clock across batches; `reset_states()`
     restarts it at 0.
-
-    The step counter is an integer under every dtype policy (int32 inside
-    the layer and in the `stateful` state; returned as float32, exact up
-    to 2**24): periods are at most `MAX_PERIOD` = 2**31 - 1, and the counter
-    wraps at `clock_cycle` where that fits int32 (else it is exact for
-    2**31 - 1 steps).
 
     Args:
         units: Positive integer divisible by the number of modules.
@@ -356,19 +307,14 @@ class ClockworkRNN(CellRNN):
         activity_regularizer, kernel_constraint, recurrent_constraint,
         bias_constraint: As in `keras.layers.SimpleRNN`.
         dropout, recurrent_dropout: Floats in [0, 1), one mask per sequence.
-        seed: Random seed for dropout: None or an integer in [0, 2**32)
-            (torch: [0, 2**31)).
+        seed: Random seed for dropout: None or an integer in
+            [0, 2**31 - 1] (the seeds every backend holds).
         return_sequences, return_state, go_backwards, stateful, unroll: As in
             `keras.layers.SimpleRNN`.
-        jit_compile: `"auto"` (default), `True` or `False`. `True` compiles
-            the fast path with XLA on the TensorFlow backend: a sequence of
-            static length as one program, module by module from the
-            slowest, each module's ticks unrolled (XLA runs the step's
-            matmuls one at a time, and this keeps the sequential ones
-            `m x m`); otherwise the body of its loop (one clock cycle, or
-            one tick of a module). `"auto"` does so when TensorFlow sees a
-            GPU. Numbers agree with the uncompiled path to float
-            rounding.
+        jit_compile: `"auto"` (default), `True` or `False`: whether the
+            fast loop is compiled with XLA (TensorFlow backend: a static
+            length as one program, module by module; otherwise the body of
+            its loop). `"auto"` does so where TensorFlow sees a GPU.
 
     Call arguments:
         inputs: 3D tensor `(batch, timesteps, features)`.
@@ -378,12 +324,13 @@ class ClockworkRNN(CellRNN):
             `(batch, 1)` (steps already processed: non-negative integers up
             to 2**31 - 1, any numeric dtype; other values raise a
             `ValueError` where they are known when called, eagerly).
+            Keyword or second positional argument alike.
 
     Output shape:
         `(batch, units)` or `(batch, timesteps, units)`; with `return_state`
-        followed by the final `h` and the final counter `t`
-        `(batch, 1)` (int32: exact on every dtype policy), counted modulo
-        `clock_cycle` = lcm(periods).
+        followed by the final `h` and the final counter `t` `(batch, 1)`
+        (int32 under every dtype policy), counted modulo `clock_cycle` =
+        lcm(periods) where that fits int32.
 
     Example:
 
@@ -461,13 +408,90 @@ class ClockworkRNN(CellRNN):
             jit_compile=jit_compile,
             **kwargs,
         )
-        self._clock_starts_at_zero = False
         # The clocked loops use keras.ops.scan, whose TensorFlow while loop
         # has no iteration bound: XLA cannot compile its gradient. Keep
         # jit_compile="auto" from choosing XLA for models with this layer on
         # TensorFlow. JAX's scan compiles (and JAX must compile: an uncompiled
         # JAX train step runs op by op).
         self.supports_jit = keras.backend.backend() != "tensorflow"
+
+    # The cell's settings, read-only (as keras.layers.SimpleRNN's).
+    @property
+    def units(self):
+        return self.cell.units
+
+    @property
+    def periods(self):
+        return self.cell.periods
+
+    @property
+    def num_modules(self):
+        return self.cell.num_modules
+
+    @property
+    def module_size(self):
+        return self.cell.module_size
+
+    @property
+    def clock_cycle(self):
+        """lcm(periods): the counter is kept modulo this."""
+        return self.cell.clock_cycle
+
+    @property
+    def activation(self):
+        return self.cell.activation
+
+    @property
+    def use_bias(self):
+        return self.cell.use_bias
+
+    @property
+    def kernel_initializer(self):
+        return self.cell.kernel_initializer
+
+    @property
+    def recurrent_initializer(self):
+        return self.cell.recurrent_initializer
+
+    @property
+    def bias_initializer(self):
+        return self.cell.bias_initializer
+
+    @property
+    def kernel_regularizer(self):
+        return self.cell.kernel_regularizer
+
+    @property
+    def recurrent_regularizer(self):
+        return self.cell.recurrent_regularizer
+
+    @property
+    def bias_regularizer(self):
+        return self.cell.bias_regularizer
+
+    @property
+    def kernel_constraint(self):
+        return self.cell.kernel_constraint
+
+    @property
+    def recurrent_constraint(self):
+        return self.cell.recurrent_constraint
+
+    @property
+    def bias_constraint(self):
+        return self.cell.bias_constraint
+
+    @property
+    def dropout(self):
+        return self.cell.dropout
+
+    @property
+    def recurrent_dropout(self):
+        return self.cell.recurrent_dropout
+
+    @property
+    def seed(self):
+        return self.cell.seed
 
     def build(self, sequences_shape, initial_state_shape=None):
         super().build(sequences_shape, initial_state_shape)
@@ -483,47 +507,50 @@ class ClockworkRNN(CellRNN):
                 )
 
     def __call__(self, *args, **kwargs):
-        # Keras casts float inputs to the compute dtype before `call`
-        # (float16 under mixed_float16: inexact past 2048), so the counter
-        # of an initial state goes in as int32.
-        if kwargs.get("initial_state") is not None:
-            # Checked first: Keras refuses a mix of lists and tensors with
-            # a message that does not say what to pass.
-            check_initial_state(self, kwargs["initial_state"])
-            kwargs["initial_state"] = _with_int32_counter(
-                kwargs["initial_state"]
-            )
+        # Keras casts every float argument to the compute dtype before
+        # `call` (float16 under mixed_float16: inexact past 2048), so the
+        # counter of an initial state goes in as int32, whether it is
+        # passed by keyword or as the second positional argument.
+        args, kwargs = _with_int32_counter(self, args, kwargs)
         return super().__call__(*args, **kwargs)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        # Read in inner_loop (same trace): the fast path needs t = 0, and
-        # the counter travels as int32 beside keras.layers.RNN's cast of
-        # every state to the compute dtype (inexact in float16).
-        counter = None
-        if initial_state is not None:
-            check_initial_state(self, initial_state)
-            counter = _checked_counter(initial_state[1])
-        elif self.stateful:
-            counter = self.states[1].value
-        if counter is not None and self.clock_cycle <= MAX_PERIOD:
-            counter = ops.mod(counter, self.clock_cycle)
-        clock = {"start": counter, "end": None}
-        object.__setattr__(self, "_clock", clock)
-        try:
-            outputs = super().call(
-                sequences,
-                initial_state=initial_state,
-                mask=mask,
-                training=training,
+        # keras.layers.RNN.call's work, with the counter kept exact (int32)
+        # from the initial state to the returned one: Keras' casts every
+        # state to the compute dtype.
+        check_rank(self, sequences.shape)
+        if self.unroll and sequences.shape[1] is None:
+            raise ValueError(
+                "Cannot unroll a ClockworkRNN whose time dimension is "
+                f"undefined. Received: inputs.shape={tuple(sequences.shape)}"
             )
-        finally:
-            object.__setattr__(self, "_clock", None)
+        counter = None  # None: the clock starts at 0
+        if initial_state is not None:  # checked by `__call__`
+            h0, counter = initial_state
+        elif self.stateful:
+            _check_stateful_batch(self, sequences)
+            h0, counter = (variable_value(s) for s in self.states)
+        else:
+            h0 = self.cell.get_initial_state(ops.shape(sequences)[0])[0]
+        h0 = ops.convert_to_tensor(h0, dtype=self.cell.compute_dtype)
+        if counter is not None and self.clock_cycle <= MAX_PERIOD:
+            counter = ops.mod(ops.cast(counter, "int32"), self.clock_cycle)
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        last, outputs, h, counter = self._run(
+            sequences, h0, counter, mask, training
+        )
+        last = ops.cast(last, self.compute_dtype)
+        outputs = ops.cast(outputs, self.compute_dtype)
+        h = ops.cast(h, self.compute_dtype)
+        counter = ops.cast(counter, "int32")
         if self.stateful:
-            state = self.states[1]
-            state.assign(ops.cast(clock["end"], state.dtype))
-        if not self.return_state:
-            return outputs
-        return (*outputs[:-1], ops.cast(clock["end"], "int32"))
+            self.states[0].assign(ops.cast(h, self.states[0].dtype))
+            self.states[1].assign(ops.cast(counter, self.states[1].dtype))
+        output = outputs if self.return_sequences else last
+        if self.return_state:
+            return output, h, counter
+        return output
 
     def compute_output_spec(self, sequences, initial_state=None, **kwargs):
         spec = super().compute_output_spec(
@@ -534,24 +561,26 @@ class ClockworkRNN(CellRNN):
         counter = keras.KerasTensor(spec[-1].shape, dtype="int32")
         return (*spec[:-1], counter)
 
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        clock = self.__dict__.get("_clock") or {"start": None}
-        h0, counter = initial_state
-        start = clock["start"]
-        counter = ops.cast(counter, "int32") if start is None else start
+    def _run(self, sequences, h0, counter, mask, training):
+        """`(last output, outputs, final h, final counter)`: the fast loop
+        from a clock at 0 (`counter` None), no mask and no recurrent
+        dropout; else the cell step by step in Keras' loop."""
         recurrent_dropout = training and self.cell.recurrent_dropout > 0
-        if start is not None or mask is not None or recurrent_dropout:
-            last, outputs, states = super().inner_loop(
-                sequences, [h0, counter], mask, training
-            )
-        else:
-            last, outputs, states = self._fast_loop(
-                sequences, h0, counter, training
-            )
-        clock["end"] = states[1]
-        return last, outputs, states
+        if counter is None and mask is None and not recurrent_dropout:
+            return self._fast_loop(sequences, h0, training)
+        if counter is None:
+            counter = ops.zeros((ops.shape(sequences)[0], 1), dtype="int32")
+        cell = self.cell
 
-    def _fast_loop(self, sequences, h0, counter, training):
+        def cell_step(inputs, states):
+            return cell(inputs, states, training=training)
+
+        last, outputs, (h, counter) = _rnn.keras_loop(
+            self, cell_step, sequences, [h0, counter], mask
+        )
+        return last, outputs, h, counter
+
+    def _fast_loop(self, sequences, h0, training):
         """From t = 0, no mask, no recurrent dropout: every step's input
         projected in one matmul, then a loop of `clockwork_loops` that
         computes only the active modules."""
@@ -566,16 +595,16 @@ class ClockworkRNN(CellRNN):
         projected = ops.matmul(x, cell.kernel)  # every step, every module
         if cell.bias is not None:
             projected = projected + cell.bias
-        compile = None
+        compiler = None
         if self.uses_xla:
 
-            def compile(name, fn):
+            def compiler(name, fn):
                 return _rnn.xla_compiled(self, name, fn)
 
         loop = clockwork_loops.choose_loop(
             cell.schedule,
             x.shape[1],
-            compiled=compile is not None,
+            compiled=compiler is not None,
             # Eager JAX calls keep the unrolled loop: run op by op, where a
             # scan would compile anew at every call. Any JAX transform
             # counts as traced (also jax.grad without jit, in Keras' JAX
@@ -589,21 +618,45 @@ class ClockworkRNN(CellRNN):
             module_kernels(cell.recurrent_kernel, cell.schedule),
             projected,
             h0,
-            compile=compile,
+            compiler=compiler,
         )
         # Not `outputs[:, -1]`: TensorFlow's graph optimizer (grappler's
         # arithmetic optimizer, TF 2.21) rewrote that slice of the unrolled
         # loop's stack into a wrong tensor when the last step updates a
         # slow module (tested: tf.function equals eager).
         last = ops.take(outputs, steps - 1, axis=1)
-        counter = cell.schedule.advance(counter, steps)
-        return last, outputs, [last, counter]
+        start = ops.zeros((ops.shape(x)[0], 1), dtype="int32")
+        return last, outputs, last, cell.schedule.advance(start, steps)
 
 
-def _with_int32_counter(initial_state):
-    if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
-        return initial_state  # check_initial_state says what is wrong
-    return [initial_state[0], _checked_counter(initial_state[1])]
+def _with_int32_counter(layer, args, kwargs):
+    """`(args, kwargs)` of a call, the counter of an initial state (keyword
+    or positional) checked and cast to int32; the state list checked first
+    (Keras refuses a mix of lists and tensors with a message that does not
+    say what to pass)."""
+    try:
+        bound = _CALL_SIGNATURE.bind_partial(None, *args, **kwargs)
+    except TypeError:  # Keras' own call reports what is wrong
+        return args, kwargs
+    state = bound.arguments.get("initial_state")
+    if state is None:
+        return args, kwargs
+    check_initial_state(layer, state)
+    state = [state[0], _checked_counter(state[1])]
+    if "initial_state" in kwargs:
+        return args, {**kwargs, "initial_state": state}
+    return (args[0], state, *args[2:]), kwargs
+
+
+def _check_stateful_batch(layer, sequences):
+    """A stateful layer's inputs have the batch size of its states."""
+    expected, batch = layer.states[0].shape[0], sequences.shape[0]
+    if expected is not None and batch is not None and batch != expected:
+        raise ValueError(
+            f"A stateful {type(layer).__name__} takes inputs of the batch "
+            f"size of its states ({expected}). Received: inputs.shape="
+            f"{tuple(sequences.shape)}"
+        )
 
 
 def _checked_counter(counter):
@@ -647,4 +700,4 @@ def _known_value(tensor):
     return ops.convert_to_numpy(tensor)
 
 
-expose_cell_attributes(ClockworkRNN, _CELL_ARGS)
+_CALL_SIGNATURE = inspect.signature(ClockworkRNN.call)

@@ -44,6 +44,7 @@ import numpy as np
 from keras_gfrnn._validation import check_choice
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
+from keras_gfrnn._validation import check_seed
 
 SAMPLE_SPLITS = {
     "train": (0, 3000),
@@ -161,20 +162,6 @@ def _check_data_dir(data_dir):
             f"os.PathLike). Received: data_dir={data_dir!r}"
         )
     return path
-
-
-def _check_seed(seed):
-    # tf.data seeds are int64.
-    if seed is not None and (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or not -(2**63) <= seed < 2**63
-    ):
-        raise ValueError(
-            "Argument `seed` must be None or an integer (int64). "
-            f"Received: seed={seed!r}"
-        )
-    return None if seed is None else int(seed)
 
 
 def _unavailable(name, data_dir, reason):
@@ -329,7 +316,8 @@ def load_image_dataset(
             `corruption`).
         shuffle: Shuffle the examples (each epoch).
         data_dir: tensorflow-datasets data directory.
-        seed: Seed of the shuffle and the augmentation.
+        seed: Seed of the shuffle and the augmentation: None or an integer
+            in [0, 2**31 - 1] (the seed range of every layer here).
         normalization: "unit" (values in [0, 1]) or "per_pixel" (subtract the
             training split's per-pixel mean, divide by its std).
         shift: Maximum shift in pixels (augment only), at most half the
@@ -353,7 +341,7 @@ def load_image_dataset(
     augment = _check_bool("augment", augment)
     shuffle = _check_bool("shuffle", shuffle)
     data_dir = _check_data_dir(data_dir)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if normalization not in ("unit", "per_pixel"):
         raise ValueError(
             "Argument `normalization` must be 'unit' or 'per_pixel'. "

@@ -8,9 +8,11 @@ from keras import ops
 
 from keras_gfrnn._config import resolve_option
 from keras_gfrnn._config import serialize_option
+from keras_gfrnn._validation import MAX_SEED
 from keras_gfrnn._validation import check_choice
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
+from keras_gfrnn._validation import check_seed
 
 _CELLS = {
     "gru": keras.layers.GRU,
@@ -19,37 +21,10 @@ _CELLS = {
 }
 
 
-# The largest seed each backend's `keras.random.SeedGenerator` holds (its
-# state dtype: int64 on TensorFlow, uint32 on JAX and NumPy, int32 on torch
-# and OpenVINO); Keras' GRU / LSTM / SimpleRNN fail on a larger one.
-_MAX_SEED = {"tensorflow": 2**63 - 1, "jax": 2**32 - 1, "numpy": 2**32 - 1}
-
-
-def _max_seed():
-    return _MAX_SEED.get(keras.backend.backend(), 2**31 - 1)
-
-
-def _check_seed(seed):
-    if seed is None:
-        return None
-    limit = _max_seed()
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or not 0 <= seed <= limit
-    ):
-        raise ValueError(
-            f"Argument `seed` must be None or an integer in [0, {limit}] "
-            f"(the seeds the {keras.backend.backend()} backend holds). "
-            f"Received: seed={seed!r}"
-        )
-    return int(seed)
-
-
 def _sub_seed(seed, offset):
     """The seed of the sweep `offset` after the first: `seed + offset`,
-    wrapping round to 0 past the largest seed the backend holds."""
-    return None if seed is None else (seed + offset) % (_max_seed() + 1)
+    wrapping round to 0 past `MAX_SEED`."""
+    return None if seed is None else (seed + offset) % (MAX_SEED + 1)
 
 
 def _pair(name, value):
@@ -162,9 +137,9 @@ class ReNet2D(keras.layers.Layer):
         kernel_constraint, recurrent_constraint, bias_constraint: passed to
             the four RNNs (Keras' defaults).
         seed: Random seed for dropout: None (default) or an integer from 0
-            to the largest seed the backend holds (2**63 - 1 on TensorFlow,
-            2**32 - 1 on JAX, 2**31 - 1 on torch). The vertical sweep takes
-            `seed`, the horizontal one `seed + 1` (0 after the largest).
+            to 2**31 - 1 (the seeds every backend holds: a layer saved on
+            one loads on the others). The vertical sweep takes `seed`, the
+            horizontal one `seed + 1` (0 after the largest).
         use_cudnn: `"auto"` (default), `True` or `False`, passed to the four
             `GRU` / `LSTM` layers: `"auto"` takes the cuDNN kernel where the
             backend has one and the arguments allow it, `False` never does,
@@ -234,7 +209,7 @@ class ReNet2D(keras.layers.Layer):
         self.recurrent_dropout = check_rate(
             "recurrent_dropout", recurrent_dropout
         )
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         known = (
             use_cudnn == "auto"
             if isinstance(use_cudnn, str)

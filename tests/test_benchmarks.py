@@ -11,6 +11,7 @@ from benchmarks import flops
 from keras_gfrnn import ClockworkRNN
 from keras_gfrnn import GatedFeedbackRNN
 from keras_gfrnn import ReNet2D
+from keras_gfrnn import gated_feedback_loops
 from tests import layer_checks
 
 B, T, D = 2, 6, 5
@@ -35,7 +36,9 @@ def test_gated_feedback_counts_every_weight_matrix(
         gate_inputs=gate_inputs,
     )
     layer.build((B, T, D))
-    weights = layer.cell.fused_weights()
+    weights = gated_feedback_loops.fuse_weights(
+        layer.cell.layout, layer.cell.weight_lists()
+    )
     # Every matmul of the loop, each weight element once (the global
     # gates' `spread` only repeats them over their units: not counted).
     kernels = weights.input_kernels + weights.recurrent_kernels

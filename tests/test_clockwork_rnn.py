@@ -882,16 +882,18 @@ def test_long_period_graph_holds_no_period_sized_tensor():
 
 
 def test_seed_range_and_numpy_seeds_are_accepted():
-    """Every seed the backend holds works (up to 2**32 - 1; torch:
-    2**31 - 1), NumPy integers included, and the config holds a plain
-    int."""
-    from keras_gfrnn._validation import max_seed
+    """Every seed that all backends hold works (up to 2**31 - 1), NumPy
+    integers included, and the config holds a plain int; one more is
+    refused by name."""
+    from keras_gfrnn._validation import MAX_SEED
 
     x = np.ones((2, 3, 4), "float32")
-    for seed in (0, max_seed(), np.int64(7)):
+    for seed in (0, MAX_SEED, np.int64(7)):
         layer = ClockworkRNN(4, num_modules=2, dropout=0.5, seed=seed)
         assert layer(x, training=True).shape == (2, 4)
         assert type(layer.get_config()["seed"]) is int
+    with pytest.raises(ValueError, match=f"seed={MAX_SEED + 1}"):
+        ClockworkRNN(4, num_modules=2, seed=MAX_SEED + 1)
 
 
 def test_initial_state_as_python_lists():
@@ -926,6 +928,47 @@ def test_returned_counter_is_exact(policy):
         assert int(keras.ops.convert_to_numpy(t)[0, 0]) == start + 2
         _, _, t = layer(x, initial_state=[h, t])
         assert int(keras.ops.convert_to_numpy(t)[0, 0]) == start + 4
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+@pytest.mark.parametrize("form", ["keyword", "positional"])
+def test_initial_counter_is_exact_however_it_is_passed(policy, form):
+    """`layer(x, initial_state=[h, t])` and `layer(x, [h, t])` (which
+    keras.layers.RNN.call allows) start the clock at t exactly: under
+    mixed_float16 a counter of 2049 was rounded to 2048 in the positional
+    form (Keras casts every float argument to float16 before `call`)."""
+    start = 2049  # not a float16 value
+    x = np.ones((1, 3, 2), "float32")
+    h0 = np.zeros((1, 4), "float32")
+    t0 = np.array([[start]], "float32")
+    keras.config.set_dtype_policy(policy)
+    try:
+        layer = ClockworkRNN(
+            4, periods=[1, 2], return_sequences=True, return_state=True
+        )
+        layer.build(x.shape)
+        randomize(layer, seed=2)
+        if form == "keyword":
+            out, _, t = layer(x, initial_state=[h0, t0])
+        else:
+            out, _, t = layer(x, [h0, t0])
+        out = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))
+        assert int(keras.ops.convert_to_numpy(t)[0, 0]) == (start + 3) % 2
+        # The clock at 1 (2049 mod 2): module 2 (period 2) sleeps at the
+        # first step, ticks at the second. At 0 it would tick first.
+        reference = ClockworkRNN(
+            4, periods=[1, 2], return_sequences=True, return_state=True
+        )
+        reference.build(x.shape)
+        reference.set_weights(layer.get_weights())
+        for offset, same in ((1, True), (0, False)):
+            ref, _, _ = reference(
+                x, initial_state=[h0, np.array([[offset]], "int32")]
+            )
+            ref = keras.ops.convert_to_numpy(keras.ops.cast(ref, "float32"))
+            assert np.allclose(out, ref, atol=1e-3) is same, offset
     finally:
         keras.config.set_dtype_policy("float32")
 

@@ -48,6 +48,7 @@ def _models():
     from keras_gfrnn import ClockworkRNN
     from keras_gfrnn import GatedFeedbackRNN
     from keras_gfrnn import ReNet2D
+    from keras_gfrnn._validation import MAX_SEED
 
     rng = np.random.default_rng(7)
 
@@ -58,6 +59,9 @@ def _models():
     # and JAX compiles each random initialiser per shape (~25 s in all).
     zeros = {"kernel_initializer": "zeros", "recurrent_initializer": "zeros"}
     dense = {"kernel_initializer": "zeros"}
+    # Dropout with the largest seed a layer accepts: saved on any backend
+    # (TensorFlow's seeds go further), it loads and draws on every other.
+    seeded = {"dropout": 0.25, "seed": MAX_SEED}
 
     models = {}
     models["gf_lstm_concat"] = (
@@ -69,6 +73,7 @@ def _models():
                     unit_type="lstm",
                     output="concat",
                     return_sequences=True,
+                    **seeded,
                     **zeros,
                 ),
                 keras.layers.Dense(3, **dense),
@@ -104,7 +109,9 @@ def _models():
         keras.Sequential(
             [
                 keras.Input((16, 3)),
-                ClockworkRNN(8, num_modules=4, return_sequences=True, **zeros),
+                ClockworkRNN(
+                    8, num_modules=4, return_sequences=True, **seeded, **zeros
+                ),
                 ClockworkRNN(6, periods=[1, 3], go_backwards=True, **zeros),
                 keras.layers.Dense(2, **dense),
             ]
@@ -118,7 +125,7 @@ def _models():
                 keras.layers.Conv2D(
                     4, 3, padding="same", activation="relu", **dense
                 ),
-                ReNet2D(5, patch_size=2, cell="lstm", **zeros),
+                ReNet2D(5, patch_size=2, cell="lstm", **seeded, **zeros),
                 ReNet2D(
                     3, patch_size=(2, 1), cell="gru", padding="same", **zeros
                 ),
@@ -210,6 +217,12 @@ def _load(root, backend):
             _save_arrays(os.path.join(out, name), weights, _outputs(model, x))
             with open(os.path.join(out, f"{name}.paths.json"), "w") as f:
                 json.dump([w.path for w in model.weights], f)
+            # A training call: the loaded seeds draw dropout masks here (on
+            # a batch the stateful model takes too).
+            batch = x[:STATEFUL_BATCH]
+            trained = keras.tree.flatten(model(batch, training=True))
+            for t in trained:
+                assert np.all(np.isfinite(keras.ops.convert_to_numpy(t)))
 
 
 def _child(mode, root):

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import keras_gfrnn
 from keras_gfrnn import GatedFeedbackCell
 from keras_gfrnn import GatedFeedbackRNN
+from keras_gfrnn import gated_feedback_loops
 from tests import layer_checks
 
 UNIT_TYPES = ["tanh", "gru", "lstm"]
@@ -517,6 +518,7 @@ def test_from_keras_stack_starts_as_the_stack(unit_type, feedback, gate_inputs):
             np.testing.assert_allclose(w[f"bias_{k}"], bias, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_from_keras_stack_in_a_model(tmp_path):
     """The docstring's recipe: a stateful GF model that starts as a trained
     stack, a non-default gate activation and no bias; it saves and trains."""
@@ -640,13 +642,15 @@ def test_cell_in_keras_rnn_equals_fused_layer(unit_type, feedback, gate_inputs):
 @pytest.mark.parametrize("feedback", [True, False])
 def test_training_weights_carry_the_transposes(feedback):
     """Training on TensorFlow, the loop's matmuls get the pre-transposed
-    gradient: `fused_weights(transposed=True)` holds `W^T` for the input
+    gradient: `fuse_weights(..., transposed=True)` holds `W^T` for the input
     projections of layers 2..L (layer 1 is projected before the loop) and
     for the recurrent reads; elsewhere (other backends, inference) None."""
     cell = GatedFeedbackCell((6, 3, 5), num_layers=3, feedback=feedback)
     cell.build((None, 2))
     on_tf = keras.backend.backend() == "tensorflow"
-    weights = cell.fused_weights(transposed=True)
+    weights = gated_feedback_loops.fuse_weights(
+        cell.layout, cell.weight_lists(), transposed=True
+    )
     assert weights.input_kernels_t[0] is None
     for kernel, kernel_t in zip(
         weights.input_kernels[1:], weights.input_kernels_t[1:]
@@ -658,7 +662,9 @@ def test_training_weights_carry_the_transposes(feedback):
             )
         else:
             assert kernel_t is None
-    inference = cell.fused_weights()
+    inference = gated_feedback_loops.fuse_weights(
+        cell.layout, cell.weight_lists()
+    )
     assert all(k is None for k in inference.input_kernels_t)
     assert all(k is None for k in inference.recurrent_kernels_t)
 
@@ -936,6 +942,7 @@ def test_statefulness(unit_type):
         assert not np.any(keras.ops.convert_to_numpy(state))
 
 
+@pytest.mark.slow
 def test_stateful_model_fit_and_predict():
     model = keras.Sequential(
         [
@@ -1230,6 +1237,7 @@ def _model(unit_type, feedback):
     return keras.Model(inputs, keras.layers.Dense(2)(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unit_type", UNIT_TYPES)
 def test_saving(tmp_path, unit_type):
     model = _model(unit_type, True)
@@ -1348,20 +1356,22 @@ def test_invalid_arguments(kwargs, match):
 
 
 def test_seed_range_is_accepted():
-    """Every seed the backend holds works, up to the largest (2**32 - 1;
-    torch: 2**31 - 1, whose dropout fails past it at run time), NumPy
+    """Every seed that all backends hold works, up to the largest
+    (2**31 - 1: torch's dropout fails past it at run time, so a layer
+    saved elsewhere with a larger one would not load there), NumPy
     integers included; one past it is refused by name."""
-    from keras_gfrnn._validation import max_seed
+    from keras_gfrnn._validation import MAX_SEED
 
     x = make_inputs()
-    for seed in (None, 0, max_seed(), np.int64(7)):
+    assert MAX_SEED == 2**31 - 1
+    for seed in (None, 0, MAX_SEED, np.int64(7)):
         layer = layer_checks.assert_config_round_trip(
             GatedFeedbackRNN(4, seed=seed, dropout=0.5)
         )
         assert layer.seed == seed
         assert layer(x, training=True).shape == (x.shape[0], 4)
-    with pytest.raises(ValueError, match=f"seed={max_seed() + 1}"):
-        GatedFeedbackRNN(4, seed=max_seed() + 1)
+    with pytest.raises(ValueError, match=f"seed={MAX_SEED + 1}"):
+        GatedFeedbackRNN(4, seed=MAX_SEED + 1)
 
 
 def test_number_of_layers_is_capped_before_any_work():
