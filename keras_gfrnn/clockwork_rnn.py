@@ -415,7 +415,7 @@ class ClockworkRNN(CellRNN):
         # JAX train step runs op by op).
         self.supports_jit = keras.backend.backend() != "tensorflow"
 
-    # The cell's settings, read-only (as keras.layers.SimpleRNN's).
+    # The cell's own settings, read-only (the shared ones: CellRNN).
     @property
     def units(self):
         return self.cell.units
@@ -436,62 +436,6 @@ class ClockworkRNN(CellRNN):
     def clock_cycle(self):
         """lcm(periods): the counter is kept modulo this."""
         return self.cell.clock_cycle
-
-    @property
-    def activation(self):
-        return self.cell.activation
-
-    @property
-    def use_bias(self):
-        return self.cell.use_bias
-
-    @property
-    def kernel_initializer(self):
-        return self.cell.kernel_initializer
-
-    @property
-    def recurrent_initializer(self):
-        return self.cell.recurrent_initializer
-
-    @property
-    def bias_initializer(self):
-        return self.cell.bias_initializer
-
-    @property
-    def kernel_regularizer(self):
-        return self.cell.kernel_regularizer
-
-    @property
-    def recurrent_regularizer(self):
-        return self.cell.recurrent_regularizer
-
-    @property
-    def bias_regularizer(self):
-        return self.cell.bias_regularizer
-
-    @property
-    def kernel_constraint(self):
-        return self.cell.kernel_constraint
-
-    @property
-    def recurrent_constraint(self):
-        return self.cell.recurrent_constraint
-
-    @property
-    def bias_constraint(self):
-        return self.cell.bias_constraint
-
-    @property
-    def dropout(self):
-        return self.cell.dropout
-
-    @property
-    def recurrent_dropout(self):
-        return self.cell.recurrent_dropout
-
-    @property
-    def seed(self):
-        return self.cell.seed
 
     def build(self, sequences_shape, initial_state_shape=None):
         super().build(sequences_shape, initial_state_shape)

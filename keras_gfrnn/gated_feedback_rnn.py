@@ -611,7 +611,7 @@ class GatedFeedbackRNN(CellRNN):
             **kwargs,
         )
 
-    # The cell's settings, read-only (as keras.layers.LSTM's).
+    # The cell's own settings, read-only (the shared ones: CellRNN).
     @property
     def units(self):
         """The `units` argument: an integer or a list of sizes."""
@@ -644,68 +644,12 @@ class GatedFeedbackRNN(CellRNN):
         return self.cell.output_mode
 
     @property
-    def activation(self):
-        return self.cell.activation
-
-    @property
     def recurrent_activation(self):
         return self.cell.recurrent_activation
 
     @property
-    def use_bias(self):
-        return self.cell.use_bias
-
-    @property
     def unit_forget_bias(self):
         return self.cell.unit_forget_bias
-
-    @property
-    def kernel_initializer(self):
-        return self.cell.kernel_initializer
-
-    @property
-    def recurrent_initializer(self):
-        return self.cell.recurrent_initializer
-
-    @property
-    def bias_initializer(self):
-        return self.cell.bias_initializer
-
-    @property
-    def kernel_regularizer(self):
-        return self.cell.kernel_regularizer
-
-    @property
-    def recurrent_regularizer(self):
-        return self.cell.recurrent_regularizer
-
-    @property
-    def bias_regularizer(self):
-        return self.cell.bias_regularizer
-
-    @property
-    def kernel_constraint(self):
-        return self.cell.kernel_constraint
-
-    @property
-    def recurrent_constraint(self):
-        return self.cell.recurrent_constraint
-
-    @property
-    def bias_constraint(self):
-        return self.cell.bias_constraint
-
-    @property
-    def dropout(self):
-        return self.cell.dropout
-
-    @property
-    def recurrent_dropout(self):
-        return self.cell.recurrent_dropout
-
-    @property
-    def seed(self):
-        return self.cell.seed
 
     @classmethod
     def from_config(cls, config):
