@@ -9,8 +9,11 @@
   rates, seed and seed generator, masks and zero initial states.
 - `xla_enabled` / `xla_compiled`: when a layer compiles with XLA, and the
   compiled functions it keeps (one per name and layer).
-- `concat`: the features of several tensors side by side.
+- `concat` / `split`: the features of several tensors side by side, and
+  a tensor's features cut into pieces.
 """
+
+import itertools
 
 import keras
 from keras import ops
@@ -24,7 +27,41 @@ from keras_gfrnn._validation import check_seed
 def concat(tensors):
     """`tensors` side by side on the last axis; a single one as it is."""
     tensors = list(tensors)
-    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, -1)
+    if len(tensors) == 1:
+        return tensors[0]
+    if keras.backend.backend() == "torch":
+        import torch  # torch.cat as it is: Keras' adds a conversion
+
+        if all(isinstance(t, torch.Tensor) for t in tensors) and all(
+            t.dtype == tensors[0].dtype for t in tensors
+        ):
+            return torch.cat(tensors, dim=-1)
+    return ops.concatenate(tensors, -1)
+
+
+def split(tensor, sizes):
+    """`tensor` cut on its last axis into pieces of `sizes` columns (a
+    list; `[tensor]` for one size).
+
+    On TensorFlow and torch through their own split with the sizes as
+    they are: `keras.ops.split` takes split points and rebuilds the sizes
+    from them with tensor ops (about 15 graph nodes on TensorFlow; on torch
+    a `cat`, a `sub` and a host sync per call), which a loop body would run
+    at every step. Elsewhere `keras.ops.split`.
+    """
+    sizes = list(sizes)
+    if len(sizes) == 1:
+        return [tensor]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.split(tensor, sizes, axis=-1)
+    if backend == "torch":
+        import torch
+
+        return list(torch.split(tensor, sizes, dim=-1))
+    return ops.split(tensor, list(itertools.accumulate(sizes[:-1])), axis=-1)
 
 
 def variable_value(value):

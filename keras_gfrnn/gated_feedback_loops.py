@@ -19,13 +19,13 @@ loop) both run `step`:
 """
 
 import collections
-import itertools
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_gfrnn._rnn import concat
+from keras_gfrnn._rnn import split
 from keras_gfrnn._rnn import variable_value
 
 # The unit types: the number of weight blocks in `kernel_{j}` (the
@@ -59,6 +59,10 @@ class Layout:
         read: One of `READS` (above).
         num_blocks: G, the column blocks of `kernel_{j}`.
         gate_widths: The columns of each layer's gates, `(G - 1) H_j`.
+        gate_sizes / head_widths: The gates each layer activates at once
+            (its unit's gates, then with feedback its L global gates) and
+            their total width.
+        summed_sizes: Per layer, its columns of the summed read of h*.
         recurrent_rows / feedback_rows: The rows of `recurrent_kernel_{j}`
             and `feedback_kernel_{j}` (S = sum of the sizes, or H_j).
         offsets: Where layer j's units start in h*.
@@ -77,19 +81,26 @@ class Layout:
             self.read = "all_layers"
         else:
             self.read = "own_layer"
+        layers = self.num_layers
         self.gate_widths = [(self.num_blocks - 1) * h for h in layer_units]
-        self.offsets = [
-            sum(self.layer_units[:j]) for j in range(self.num_layers)
+        # The gates of layer j, activated together: the unit's gates (LSTM
+        # i, f, o; GRU z, r), then with feedback the L global gates
+        # g^{.->j}. Their pre-activations are the first `head_widths[j]`
+        # columns of the input projection, the candidate's the last H_j.
+        self.gate_sizes = [
+            [h] * (self.num_blocks - 1) + ([layers] if feedback else [])
+            for h in layer_units
         ]
+        self.head_widths = [sum(sizes) for sizes in self.gate_sizes]
+        self.offsets = [sum(self.layer_units[:j]) for j in range(layers)]
         every = self.total_units
         reads_all = self.read == "all_layers"
         self.recurrent_rows = [every if reads_all else h for h in layer_units]
         self.feedback_rows = [every if feedback else h for h in layer_units]
-        # Split points of the summed read of h*_{t-1} ("all_layers"): every
-        # layer's gate terms, then the global gate logits.
-        self.summed_splits = (
-            list(itertools.accumulate(self.gate_widths)) if reads_all else []
-        )
+        # The columns of the summed read of h*_{t-1}, per layer: its gate
+        # terms and global gate logits ("all_layers"), the logits alone
+        # ("own_layer").
+        self.summed_sizes = self.head_widths if reads_all else [layers] * layers
 
 
 # The weights in the layouts of the loop (`fuse_weights`). Lists hold one
@@ -128,10 +139,10 @@ CellWeights = collections.namedtuple(
         "gate_biases",
     ],
 )
-# What layer j reads from h*_{t-1} at one step, with feedback.
-RecurrentRead = collections.namedtuple(
-    "RecurrentRead", ["gate_term", "global_gate_logits", "hidden"]
-)
+# What layer j reads from h*_{t-1} at one step, with feedback: the
+# recurrent terms of its gates' pre-activations (`Layout.gate_sizes`) and
+# ĥ*_{t-1}.
+RecurrentRead = collections.namedtuple("RecurrentRead", ["head", "hidden"])
 # The activations of the step: the candidate's and the gates'.
 Activations = collections.namedtuple(
     "Activations", ["activation", "recurrent_activation"]
@@ -144,10 +155,59 @@ DropoutMasks = collections.namedtuple("DropoutMasks", ["inputs", "recurrent"])
 
 def matmul(h, kernel, kernel_t=None):
     """`h @ kernel`; with `kernel_t` (training on TensorFlow) through
-    `matmul_pretransposed`."""
-    if kernel_t is None:
-        return ops.matmul(h, kernel)
-    return matmul_pretransposed(h, kernel, kernel_t)
+    `matmul_pretransposed`; on torch, for two tensors of one float32 or
+    float64 dtype, `torch.matmul` itself (`keras.ops.matmul` adds three
+    casts, each an operator call, to every product)."""
+    if kernel_t is not None:
+        return matmul_pretransposed(h, kernel, kernel_t)
+    if keras.backend.backend() == "torch" and _same_full_float(h, kernel):
+        import torch
+
+        return torch.matmul(h, kernel)
+    return ops.matmul(h, kernel)
+
+
+def matmul_add(c, h, kernel, kernel_t=None):
+    """`c + h @ kernel` (`matmul`); on torch one `torch.addmm` for 2-D
+    tensors of one float32 or float64 dtype."""
+    if (
+        kernel_t is None
+        and keras.backend.backend() == "torch"
+        and len(h.shape) == 2
+        and _same_full_float(h, kernel)
+        and c.dtype == h.dtype
+    ):
+        import torch
+
+        return torch.addmm(c, h, kernel)
+    # The product first: with a bias `c`, TensorFlow's `BiasAdd`, whose
+    # gradient is one op.
+    return ops.add(matmul(h, kernel, kernel_t), c)
+
+
+def _same_full_float(a, b):
+    return a.dtype == b.dtype and str(a.dtype) in (
+        "torch.float32",
+        "torch.float64",
+    )
+
+
+def step_activations(activation, recurrent_activation):
+    """The step's `Activations`. On torch, Keras' `tanh` and `sigmoid` are
+    replaced by torch's own (the same function: Keras' adds a conversion,
+    an operator call, to every use); any other activation as it is."""
+    if keras.backend.backend() != "torch":
+        return Activations(activation, recurrent_activation)
+    import torch
+
+    native = {
+        keras.activations.tanh: torch.tanh,
+        keras.activations.sigmoid: torch.sigmoid,
+    }
+    return Activations(
+        native.get(activation, activation),
+        native.get(recurrent_activation, recurrent_activation),
+    )
 
 
 def matmul_pretransposed(h, kernel, kernel_t):
@@ -174,12 +234,10 @@ def matmul_pretransposed(h, kernel, kernel_t):
     return product(h, kernel)
 
 
-def _split_gates(tensor, width):
-    """(the first `width` columns or None when 0, the other columns)."""
-    if not width:
-        return None, tensor
-    gates, rest = ops.split(tensor, [width], axis=-1)
-    return gates, rest
+def _read(value):
+    """A weight as a tensor, read once per call (a Keras Variable that a
+    loop body multiplies with would be read at every step)."""
+    return ops.convert_to_tensor(variable_value(value))
 
 
 def _to_step_order(layout, block, units):
@@ -198,21 +256,32 @@ def _to_step_order(layout, block, units):
     )
 
 
+def _input_columns(layout, j, block, gate_block):
+    """Layer j's input kernel or bias in the step's column order: `[unit
+    gates | global gates | candidate]` (`Layout.gate_sizes`)."""
+    block = _to_step_order(layout, block, layout.layer_units[j])
+    if not layout.feedback:
+        return block
+    width = layout.gate_widths[j]
+    return ops.concatenate(
+        [block[..., :width], gate_block, block[..., width:]], axis=-1
+    )
+
+
 def fuse_weights(layout, weights, transposed=False, dtype="float32"):
     """The cell's variables (`CellWeights`) in the layouts of the loop, a
     `FusedWeights` of tensors (docs/design.md, "The fused loop"):
 
-    - `input_kernels[j]`: `(d_j, G*H_j [+ L])`, columns `[gates |
-      candidate | global gate logits w_g^{.->j}]`; `input_biases[j]` (or
-      None); `recurrent_biases[j]`: the GRU's `b_rh` (or None);
+    - `input_kernels[j]`: `(d_j, G*H_j [+ L])`, columns `[gates | global
+      gate logits w_g^{.->j} | candidate]`; `input_biases[j]` (or None);
+      `recurrent_biases[j]`: the GRU's `b_rh` (or None);
     - `recurrent_kernels[j]`: what layer j reads of its own state:
       `[U_.^{j->j} | U^{j->j}]` ("stacked"), `U_.^{j->j}` ("own_layer"
       gates), else None;
-    - with feedback, `summed_kernel` `(S, [U_.^{*->1} ... U_.^{*->L} |]
-      u_g^{*->1} ... u_g^{*->L})` (the gate terms only when the gates read
-      all layers), `candidate_kernels[j] = U^{*->j}` `(S, H_j)`, and
-      `spread` `(L, S)` (`g @ spread` repeats `g^{i->j}` over layer i's
-      units), in `dtype`.
+    - with feedback, `summed_kernel`, `(S, ...)`: per layer j `[U_.^{*->j}
+      | u_g^{*->j}]` (the gate terms only when the gates read all layers),
+      `candidate_kernels[j] = U^{*->j}` `(S, H_j)`, and `spread` `(L, S)`
+      (`g @ spread` repeats `g^{i->j}` over layer i's units), in `dtype`.
 
     With `transposed=True` (TensorFlow only) the `_t` fields hold the
     transposes that the training gradient reads (`matmul_pretransposed`):
@@ -220,24 +289,22 @@ def fuse_weights(layout, weights, transposed=False, dtype="float32"):
     (layer 1 is projected before the loop); else None in their place.
     """
     input_kernels, input_biases, recurrent = [], [], []
-    for j, units in enumerate(layout.layer_units):
-        kernel = _to_step_order(layout, weights.kernels[j], units)
-        if layout.feedback:
-            kernel = ops.concatenate([kernel, weights.gate_kernels[j]], axis=1)
-        input_kernels.append(variable_value(kernel))
+    for j in range(layout.num_layers):
+        gate = weights.gate_kernels[j] if layout.feedback else None
+        kernel = _input_columns(layout, j, weights.kernels[j], gate)
+        input_kernels.append(_read(kernel))
         if weights.biases:
-            bias = _to_step_order(layout, weights.biases[j], units)
-            if layout.feedback:
-                bias = ops.concatenate([bias, weights.gate_biases[j]])
-            input_biases.append(variable_value(bias))
+            gate = weights.gate_biases[j] if layout.feedback else None
+            bias = _input_columns(layout, j, weights.biases[j], gate)
+            input_biases.append(_read(bias))
         else:
             input_biases.append(None)
         if layout.read == "stacked":
             parts = list(weights.recurrent_kernels[j : j + 1])
             parts.append(weights.feedback_kernels[j])
-            recurrent.append(variable_value(concat(parts)))
+            recurrent.append(_read(concat(parts)))
         elif layout.read == "own_layer" and weights.recurrent_kernels:
-            recurrent.append(variable_value(weights.recurrent_kernels[j]))
+            recurrent.append(_read(weights.recurrent_kernels[j]))
         else:
             recurrent.append(None)
     transposed = transposed and keras.backend.backend() == "tensorflow"
@@ -252,9 +319,13 @@ def fuse_weights(layout, weights, transposed=False, dtype="float32"):
     if layout.feedback:
         summed = list(weights.gate_recurrent_kernels)
         if layout.read == "all_layers":
-            summed = list(weights.recurrent_kernels) + summed
-        summed = variable_value(concat(summed))
-        candidates = [variable_value(k) for k in weights.feedback_kernels]
+            summed = [
+                block
+                for pair in zip(weights.recurrent_kernels, summed)
+                for block in pair
+            ]
+        summed = _read(concat(summed))
+        candidates = [_read(k) for k in weights.feedback_kernels]
         spread = np.repeat(np.eye(layout.num_layers), layout.layer_units, 1)
         fields = {
             "summed_kernel": summed,
@@ -263,7 +334,7 @@ def fuse_weights(layout, weights, transposed=False, dtype="float32"):
             "candidate_kernels_t": transposes(candidates),
             "spread": ops.convert_to_tensor(spread, dtype=dtype),
         }
-    recurrent_biases = [variable_value(b) for b in weights.recurrent_biases]
+    recurrent_biases = [_read(b) for b in weights.recurrent_biases]
     return FusedWeights(
         input_kernels=input_kernels,
         input_biases=input_biases,
@@ -277,16 +348,15 @@ def fuse_weights(layout, weights, transposed=False, dtype="float32"):
 
 def project_inputs(weights, inputs, layer=0):
     """Input projection of `layer` (0-based) for any leading shape:
-    `W^j h^{j-1} + b^j`, the global gate logits' input terms
-    `w_g^{.->j} h^{j-1} + b_g^{.->j}` last. With the transposed kernel
-    where `fuse_weights` made one: only for layers 2..L, which project one
-    step's 2-D `h^{j-1}_t` inside the loop."""
-    out = matmul(
-        inputs, weights.input_kernels[layer], weights.input_kernels_t[layer]
-    )
-    if weights.input_biases[layer] is not None:
-        out = out + weights.input_biases[layer]
-    return out
+    `W^j h^{j-1} + b^j`, with the global gate logits' input terms
+    `w_g^{.->j} h^{j-1} + b_g^{.->j}` after the unit's gates. With the
+    transposed kernel where `fuse_weights` made one: only for layers
+    2..L, which project one step's 2-D `h^{j-1}_t` inside the loop."""
+    kernel = weights.input_kernels[layer]
+    kernel_t = weights.input_kernels_t[layer]
+    if weights.input_biases[layer] is None:
+        return matmul(inputs, kernel, kernel_t)
+    return matmul_add(weights.input_biases[layer], inputs, kernel, kernel_t)
 
 
 def step(layout, activations, weights, projected, states, masks):
@@ -308,7 +378,7 @@ def step(layout, activations, weights, projected, states, masks):
             if masks.inputs[j] is not None:
                 below = below * masks.inputs[j]
             inputs = project_inputs(weights, below, layer=j)
-        gates, candidate, gated = _pre_activations(
+        gates, candidate, gated = _gates(
             layout, activations, j, inputs, read, weights
         )
         h, c = _unit_update(
@@ -317,7 +387,6 @@ def step(layout, activations, weights, projected, states, masks):
             gates,
             candidate,
             gated,
-            weights.recurrent_biases[j],
             hidden[j],
             cells[j] if cells else None,
         )
@@ -332,13 +401,13 @@ def _recurrent_reads(layout, hidden, weights, recurrent_masks):
     # recurrent dropout mask). "stacked": per layer j one matmul,
     # [U_.^{j->j} ĥ^j | U^{j->j} ĥ^j]. With feedback, per layer j a
     # `RecurrentRead`:
-    #   gate_term:          sum_{i=1..L} U_.^{i->j} ĥ^i ("all_layers",
-    #                       one matmul of ĥ* for every layer),
-    #                       U_.^{j->j} ĥ^j ("own_layer") or None (tanh)
-    #   global_gate_logits: sum_{i=1..L} u_g^{i->j} . ĥ^i (column i
-    #                       feeds g^{i->j}), in the same matmul of ĥ*
-    #   hidden:             ĥ*, for F^j = [g^{1->j} ĥ^1 | ... |
-    #                       g^{L->j} ĥ^L] U^{*->j} (`_pre_activations`)
+    #   head:   [gate terms | global gate logits], the gate terms
+    #           sum_{i=1..L} U_.^{i->j} ĥ^i ("all_layers": with the logits
+    #           sum_{i=1..L} u_g^{i->j} . ĥ^i, column i feeding g^{i->j},
+    #           in one matmul of ĥ* for every layer), U_.^{j->j} ĥ^j
+    #           ("own_layer": one matmul per layer) or none (tanh)
+    #   hidden: ĥ*, for F^j = [g^{1->j} ĥ^1 | ... | g^{L->j} ĥ^L] U^{*->j}
+    #           (`_gates`)
     if recurrent_masks is not None:
         hidden = [h * m for h, m in zip(hidden, recurrent_masks)]
     own = [
@@ -351,16 +420,14 @@ def _recurrent_reads(layout, hidden, weights, recurrent_masks):
         return own
     hidden = concat(hidden)
     summed = matmul(hidden, weights.summed_kernel, weights.summed_kernel_t)
-    if layout.read == "all_layers":
-        *own, summed = ops.split(summed, layout.summed_splits, axis=-1)
-    logits = ops.split(summed, layout.num_layers, axis=-1)
+    summed = split(summed, layout.summed_sizes)
     return [
-        RecurrentRead(gate_term, logit, hidden)
-        for gate_term, logit in zip(own, logits)
+        RecurrentRead(head if term is None else concat([term, head]), hidden)
+        for term, head in zip(own, summed)
     ]
 
 
-def _pre_activations(layout, activations, j, inputs, read, weights):
+def _gates(layout, activations, j, inputs, read, weights):
     # For layer j, given `inputs` = project_inputs(h^{j-1}_t) and its
     # `read` of h*_{t-1} (`_recurrent_reads`):
     #   g^{i->j}_t = sigmoid(w_g^{i->j} h^{j-1}_t + u_g^{i->j} h*_{t-1}
@@ -368,61 +435,66 @@ def _pre_activations(layout, activations, j, inputs, read, weights):
     #   F^j_t = sum_{i=1..L} g^{i->j}_t * (U^{i->j} h^i_{t-1})
     #         = [g^{1->j}_t h^1_{t-1} | ... | g^{L->j}_t h^L_{t-1}] U^{*->j}
     #           ("stacked": U^{j->j} h^j_{t-1})
-    #   gates = W_. h^{j-1}_t + b_. + R^j_.   (LSTM i, f, o; GRU z, r)
-    # Returns (gates or None for tanh, candidate = W_c h^{j-1}_t + b_c,
-    # F^j_t), or F^j_t = None where it is already in the candidate.
-    width = layout.gate_widths[j]
+    #   gates = sigmoid(W_. h^{j-1}_t + b_. + R^j_.)  (LSTM i, f, o; GRU
+    #           z, r), activated in one op with the global gates
+    # Returns (the unit's activated gates, candidate = W_c h^{j-1}_t + b_c,
+    # F^j_t): for GRU F^j_t + b_rh, which r multiplies; for tanh and LSTM
+    # with feedback F^j_t is added to the candidate here (None returned).
+    units = layout.layer_units[j]
+    sizes = [layout.head_widths[j], units]
     if layout.read == "stacked":
-        if layout.unit_type == "gru":  # r multiplies F^j_t alone
-            gates, candidate = _split_gates(inputs, width)
-            gate_read, gated = _split_gates(read, width)
-            return gates + gate_read, candidate, gated
-        # The columns of x and of the read line up: add once and split.
-        gates, candidate = _split_gates(inputs + read, width)
-        return gates, candidate, None
-    gates, candidate, logits = ops.split(
-        inputs, [width, width + layout.layer_units[j]], axis=-1
-    )
-    global_gates = activations.recurrent_activation(
-        logits + read.global_gate_logits
-    )
-    scaled = read.hidden * ops.matmul(global_gates, weights.spread)
-    gated = matmul(
-        scaled, weights.candidate_kernels[j], weights.candidate_kernels_t[j]
-    )
-    if not width:
-        return None, candidate, gated
-    return gates + read.gate_term, candidate, gated
+        if layout.unit_type == "gru":  # r multiplies F^j_t + b_rh alone
+            head, candidate = split(inputs, sizes)
+            head_read, gated = split(read, sizes)
+            head = head + head_read
+            if weights.recurrent_biases[j] is not None:
+                gated = ops.add(gated, weights.recurrent_biases[j])
+        else:  # the columns of x and of the read line up
+            gated = None
+            head, candidate = (
+                split(inputs + read, sizes)
+                if layout.head_widths[j]
+                else (None, inputs + read)
+            )
+    else:
+        head, candidate = split(inputs, sizes)
+        head = head + read.head
+    if head is None:
+        return [], candidate, gated
+    gates = split(activations.recurrent_activation(head), layout.gate_sizes[j])
+    if layout.read == "stacked":
+        return gates, candidate, gated
+    *gates, global_gates = gates
+    scaled = read.hidden * matmul(global_gates, weights.spread)
+    kernel = weights.candidate_kernels[j]
+    kernel_t = weights.candidate_kernels_t[j]
+    if layout.unit_type == "gru":  # r multiplies F^j_t + b_rh alone
+        b_rh = weights.recurrent_biases[j]
+        if b_rh is None:
+            return gates, candidate, matmul(scaled, kernel, kernel_t)
+        return gates, candidate, matmul_add(b_rh, scaled, kernel, kernel_t)
+    return gates, matmul_add(candidate, scaled, kernel, kernel_t), None
 
 
-def _unit_update(
-    layout, activations, gates, candidate, gated, b_rh, h_prev, c_prev
-):
-    # With F^j_t = `gated` (None: already in `candidate`):
+def _unit_update(layout, activations, gates, candidate, gated, h_prev, c_prev):
+    # With `gated` = F^j_t (GRU: F^j_t + b_rh; None: already in
+    # `candidate`) and the unit's activated `gates`:
     # tanh: h^j_t = tanh(W h^{j-1}_t + b + F^j_t)
-    # gru:  z, r = sigmoid(gates)
-    #       h^j_t = z * h^j_{t-1}
-    #               + (1 - z) * tanh(W_h h^{j-1}_t + b_h
-    #                                + r * (F^j_t + b_rh))
-    # lstm: i, f, o = sigmoid(gates)
-    #       c^j_t = f * c^j_{t-1} + i * tanh(W_c h^{j-1}_t + b_c + F^j_t)
+    # gru:  h^j_t = z * h^j_{t-1} + (1 - z) * h~, computed as
+    #       h~ + z * (h^j_{t-1} - h~), with
+    #       h~ = tanh(W_h h^{j-1}_t + b_h + r * (F^j_t + b_rh))
+    # lstm: c^j_t = f * c^j_{t-1} + i * tanh(W_c h^{j-1}_t + b_c + F^j_t)
     #       h^j_t = o * tanh(c^j_t)
     # Returns (h^j_t, c^j_t or None).
     activation = activations.activation
     if layout.unit_type == "gru":
-        if b_rh is not None:
-            gated = gated + b_rh
-        update, reset = ops.split(
-            activations.recurrent_activation(gates), 2, -1
-        )
+        update, reset = gates
         proposal = activation(candidate + reset * gated)
-        return update * h_prev + (1.0 - update) * proposal, None
+        return proposal + update * (h_prev - proposal), None
     if gated is not None:
         candidate = candidate + gated
     if layout.unit_type == "tanh":
         return activation(candidate), None
-    input_gate, forget_gate, output_gate = ops.split(
-        activations.recurrent_activation(gates), 3, axis=-1
-    )
+    input_gate, forget_gate, output_gate = gates
     c = forget_gate * c_prev + input_gate * activation(candidate)
     return output_gate * activation(c), c

@@ -353,7 +353,9 @@ class GatedFeedbackCell(DropoutCell):
     @property
     def activations(self):
         """The step's activations, a `gated_feedback_loops.Activations`."""
-        return loops.Activations(self.activation, self.recurrent_activation)
+        return loops.step_activations(
+            self.activation, self.recurrent_activation
+        )
 
     # ------------------------------------------------------------- dropout
     def dropout_masks(self, batch_size, training):
