@@ -35,10 +35,16 @@ Suites:
   sequence must stay flat: linear scaling).
 - `layers`: GF-LSTM with and without feedback vs number of layers
   (feedback FLOPs grow with the square of the layers).
-- `infer`: inference (Keras' compiled predict step) at batch 1 and 256
-  (`--infer-batches`): the char-LM with GatedFeedbackRNN at 3x256 and at
-  the paper's sizes beside Keras' stacks, ClockworkRNN(512) beside
-  SimpleRNN(512).
+- `infer`: inference (Keras' compiled predict step) at batch 1, 32 and
+  256 (`--infer-batches`): the char-LM with GatedFeedbackRNN at 3x256 and
+  at the paper's sizes beside Keras' stacks, ClockworkRNN(512) beside
+  SimpleRNN(512); aims: predict at the paper's sizes <= 1.2x Keras'
+  stack, ClockworkRNN <= 0.6x SimpleRNN.
+- `ops`: ops per time step, counted, not timed (benchmarks/opcount.py):
+  the graph nodes of a train step's forward and backward loops and of
+  predict on TensorFlow, the operators dispatched on torch (none on JAX),
+  GatedFeedbackRNN at the paper's and equal sizes beside Keras' stacks,
+  ClockworkRNN beside SimpleRNN; aims: no more than the baseline.
 
 Any Keras backend runs it (`KERAS_BACKEND=jax|torch|tensorflow`); the
 machine line names the CPU, the backend and the GPU it computed on. Rows
@@ -79,6 +85,7 @@ import time
 import keras
 
 from benchmarks import report
+from benchmarks.harness import count_cases
 from benchmarks.harness import dense_matmul_gflops
 from benchmarks.harness import machine
 from benchmarks.harness import table
@@ -163,7 +170,7 @@ def parse(argv=None):
         "--infer-batches",
         type=int,
         nargs="+",
-        help="batch sizes of the infer suite (default: 1 256; --quick: 1 4)",
+        help="batch sizes of the infer suite (default: 1 32 256; --quick: 1 4)",
     )
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -184,7 +191,7 @@ def parse(argv=None):
     args.unit_types = args.unit_types or ["lstm", "gru", "tanh"]
     args.lengths = args.lengths or [25, 50, 100, 200]
     args.depths = args.depths or [1, 2, 3, 4, 5]
-    args.infer_batches = args.infer_batches or [1, 256]
+    args.infer_batches = args.infer_batches or [1, 32, 256]
     return args
 
 
@@ -211,6 +218,10 @@ def main(argv=None):
     first = {}
     for name in args.suite:
         start = time.perf_counter()
+        if SUITES[name].counts:
+            rows = count_cases(cases[name])
+            show(args, sections, results, dense, name, rows, start)
+            continue
         rows = time_cases(cases[name], args, dense, xla=(False,))
         if name in later:
             first[name] = rows

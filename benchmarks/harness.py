@@ -415,6 +415,39 @@ def _with_ratios(case, rows):
     return row
 
 
+def count_cases(cases):
+    """The rows of an op-count suite: each case's ops per time step
+    (benchmarks/opcount.py) over `case.extra["steps"]` time steps, its
+    ratios to its baseline's and its targets measured. Nothing is timed."""
+    from benchmarks import opcount
+
+    rows = {}
+    for case in cases:
+        keras.utils.set_random_seed(0)
+        model = case.build()
+        counts = opcount.count_row(model, case.data, case.extra["steps"])
+        rows[case] = {
+            "model": case.name,
+            "params": int(model.count_params()),
+            **{f"ops_{key}": value for key, value in counts.items()},
+            "baseline": case.baseline.name,
+            "ours": False,
+            **case.extra,
+        }
+        del model
+    out = []
+    for case in cases:
+        row, base = dict(rows[case]), rows[case.baseline]
+        for key in report.OPS:
+            row[key + "_x"] = ratio(row, base, key)
+        row["targets"] = [
+            report.measure(goal, row, rows[goal["baseline"] or case.baseline])
+            for goal in case.targets
+        ]
+        out.append(row)
+    return out
+
+
 # ------------------------------------------------------------------- output
 COLUMNS = (
     ("model", "model", "{}"),
@@ -440,6 +473,19 @@ INFER_COLUMNS = (
 )
 
 
+# An op-count suite: ops per time step (benchmarks/opcount.py).
+OPS_COLUMNS = (
+    ("model", "model", "{}"),
+    ("params", "params", "{:,}"),
+    ("train fwd ops/step", "ops_train_fwd", "{:.1f}"),
+    ("train bwd ops/step", "ops_train_bwd", "{:.1f}"),
+    ("predict ops/step", "ops_predict", "{:.1f}"),
+    ("fwd x", "ops_train_fwd_x", "{:.2f}"),
+    ("bwd x", "ops_train_bwd_x", "{:.2f}"),
+    ("predict x", "ops_predict_x", "{:.2f}"),
+)
+
+
 def table(rows, extra=(), columns=COLUMNS):
     columns = columns[:1] + tuple(extra) + columns[1:]
     lines = [
@@ -457,7 +503,15 @@ def table(rows, extra=(), columns=COLUMNS):
         lines.append("| " + " | ".join(cells) + " |")
     baselines = ", ".join(dict.fromkeys(r["baseline"] for r in rows))
     lines.append("")
-    lines.append(f"x: median time relative to {baselines}; lower is faster.")
+    if columns is OPS_COLUMNS:
+        lines.append(
+            f"x: ops per time step relative to {baselines}; lower is "
+            "fewer (benchmarks/opcount.py says what is counted)."
+        )
+    else:
+        lines.append(
+            f"x: median time relative to {baselines}; lower is faster."
+        )
     if any(row.get("xla") for row in rows):
         lines.append(
             "XLA rows were timed after every other case of the run, beside "

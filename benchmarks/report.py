@@ -38,7 +38,14 @@ def setting(backend, environ=None):
 
 # The metrics a target can measure. RELATIVE ones compare the case's row
 # with its baseline's; "dense_fraction" with the run's dense matmul.
-RELATIVE = ("train_ratio", "infer_ratio", "gflops_ratio", "time_vs_flops")
+# "ops_*": ops per time step (benchmarks/opcount.py) over the baseline's.
+OPS = ("ops_train_fwd", "ops_train_bwd", "ops_predict")
+RELATIVE = (
+    "train_ratio",
+    "infer_ratio",
+    "gflops_ratio",
+    "time_vs_flops",
+) + OPS
 METRICS = RELATIVE + ("dense_fraction",)
 
 
@@ -46,7 +53,9 @@ def target(name, aim, baseline=None, direction="<=", metric="train_ratio"):
     """One of the issue's targets, carried by the case it measures.
 
     `metric` "train_ratio" / "infer_ratio": the case's train-step /
-    inference time over that of `baseline`; "gflops_ratio": its effective
+    inference time over that of `baseline`; "ops_train_fwd" /
+    "ops_train_bwd" / "ops_predict": its ops per time step over the
+    baseline's (the `ops` suite); "gflops_ratio": its effective
     GFLOP/s over the baseline's; "dense_fraction": its GFLOP/s as a
     fraction of the run's dense matmul; "time_vs_flops": reported with no
     aim (`aim=None`), the train-time ratio beside the ratio of analytic
@@ -95,7 +104,12 @@ def measure(goal, row, base=None):
         entry["skipped"] = skipped
         return entry
     metric = goal["metric"]
-    if metric == "dense_fraction":
+    if metric in OPS and (row[metric] is None or base[metric] is None):
+        entry["skipped"] = "no op count on this backend"
+        return entry
+    if metric in OPS:
+        value = row[metric] / base[metric]
+    elif metric == "dense_fraction":
         value = row["dense_pct"] / 100
     elif metric == "gflops_ratio":
         value = row["gflops"] / base["gflops"]

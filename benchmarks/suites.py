@@ -15,6 +15,7 @@ from benchmarks import flops
 from benchmarks import report
 from benchmarks.harness import COLUMNS
 from benchmarks.harness import INFER_COLUMNS
+from benchmarks.harness import OPS_COLUMNS
 from benchmarks.harness import TF_ONLY
 from benchmarks.harness import Case
 from benchmarks.harness import HandWrittenReNet
@@ -41,6 +42,10 @@ EQUAL_SIZES_AIM = 1.25
 CLOCKWORK_AIM = 0.5
 CLOCKWORK_XLA_AIM = 0.4
 GFLOPS_AIM = 0.9
+# Issue 25's serving aims: predict at the paper's sizes <= 1.2x Keras'
+# stack, ClockworkRNN <= 0.6x SimpleRNN, at every batch of the infer suite.
+PREDICT_AIM = 1.2
+CLOCKWORK_PREDICT_AIM = 0.6
 
 
 def lm_data(args, batch, steps):
@@ -246,10 +251,13 @@ def clockwork_cases(args):
     return cases
 
 
-def clockwork_layers(args, data, base, suffix="", aims=None, **kwargs):
+def clockwork_layers(
+    args, data, base, suffix="", aims=None, metric="train_ratio", **kwargs
+):
     """ClockworkRNN(args.cw_units, args.cw_modules) on `data` (a
     regression) against `base`, without and with XLA (TensorFlow only);
-    with `aims` (without XLA, with it) each carries its train target."""
+    with `aims` (without XLA, with it; None: no aim) each carries its
+    target on `metric` (the train step's time ratio, or predict's)."""
     b, t, d = data[0].shape
     u, modules = args.cw_units, args.cw_modules
     periods = [2**i for i in range(modules)]
@@ -257,11 +265,14 @@ def clockwork_layers(args, data, base, suffix="", aims=None, **kwargs):
     out = []
     for label, jit in (("", False), (", XLA", True)):
         goals = []
-        if aims:
+        if aims and aims[jit] is not None:
+            what = "train" if metric == "train_ratio" else "predict"
             goals = [
                 report.target(
-                    f"ClockworkRNN{' (XLA)' if jit else ''} train / SimpleRNN",
+                    f"ClockworkRNN{' (XLA)' if jit else ''}{suffix} {what} "
+                    "/ SimpleRNN",
                     aims[jit],
+                    metric=metric,
                 )
             ]
         out.append(
@@ -424,10 +435,20 @@ def inference_cases(args):
                     train=False,
                     batch=b,
                 )
+                name = f"GF-{unit_type} {n}x{gf_units} feedback, B={b}"
+                goals = []
+                if (base_units, gf_units) == PAPER_SIZES[unit_type]:
+                    goals = [
+                        report.target(
+                            f"{name}: predict / Keras' stack",
+                            PREDICT_AIM,
+                            metric="infer_ratio",
+                        )
+                    ]
                 cases += [
                     base,
                     Case(
-                        f"GF-{unit_type} {n}x{gf_units} feedback, B={b}",
+                        name,
                         lambda u=unit_type, k=gf_units: char_lm(
                             [gf_layer(u, k, n)], v, t, e
                         ),
@@ -437,6 +458,7 @@ def inference_cases(args):
                         + flops.dense(b * t, gf_units, v),
                         data,
                         baseline=base,
+                        targets=goals,
                         ours=True,
                         train=False,
                         batch=b,
@@ -455,18 +477,120 @@ def inference_cases(args):
         )
         cases.append(base)
         cases += clockwork_layers(
-            args, data, base, f", B={b}", train=False, batch=b
+            args,
+            data,
+            base,
+            f", B={b}",
+            aims=(CLOCKWORK_PREDICT_AIM, None),
+            metric="infer_ratio",
+            train=False,
+            batch=b,
         )
     return cases
 
 
+def ops_cases(args):
+    """Ops per time step (counted, not timed: benchmarks/opcount.py) at
+    B=`args.batch`: GatedFeedbackRNN at the paper's equal parameters (the
+    default all-layer gates) beside Keras' stack, and at equal sizes
+    (`args.units`, own-layer gates too); ClockworkRNN beside
+    SimpleRNN(`args.cw_units`). Each GF model at the paper's sizes and
+    ClockworkRNN carry the aims: no more ops per step than the
+    baseline, train forward, train backward and predict."""
+    b, t, e, n, v = args.batch, args.steps, args.embed, args.layers, args.vocab
+    data = lm_data(args, b, t)
+    cases = []
+    for unit_type in args.unit_types:
+        for base_units, gf_units in (
+            PAPER_SIZES[unit_type],
+            (args.units, args.units),
+        ):
+            base = Case(
+                f"keras {BUILTIN[unit_type].__name__} {n}x{base_units}",
+                lambda u=unit_type, k=base_units: char_lm(
+                    builtin_stack(u, k, n), v, t, e
+                ),
+                None,
+                data,
+                steps=t,
+            )
+            cases.append(base)
+            forms = ["all_layers"]
+            if unit_type != "tanh" and gf_units == args.units:
+                forms.append("own_layer")
+            for form in forms:
+                name = f"GF-{unit_type} {n}x{gf_units} feedback"
+                if form == "own_layer":
+                    name += ", own-layer gates"
+                goals = []
+                if (base_units, gf_units) == PAPER_SIZES[unit_type]:
+                    goals = [
+                        report.target(
+                            f"{name}: {what} ops/step", 1.0, metric=metric
+                        )
+                        for what, metric in zip(OPS_WHAT, report.OPS)
+                    ]
+                cases.append(
+                    Case(
+                        name,
+                        lambda u=unit_type, k=gf_units, f=form: char_lm(
+                            [gf_layer(u, k, n, gate_inputs=f)], v, t, e
+                        ),
+                        None,
+                        data,
+                        baseline=base,
+                        targets=goals,
+                        steps=t,
+                    )
+                )
+    cw_t, d, u = args.cw_steps, args.cw_features, args.cw_units
+    data = regression_data(args.cw_batch, cw_t, d)
+    base = Case(
+        f"keras SimpleRNN({u})",
+        lambda: regression(
+            keras.layers.SimpleRNN(u, return_sequences=True), cw_t, d
+        ),
+        None,
+        data,
+        steps=cw_t,
+    )
+    name = f"ClockworkRNN({u}, {args.cw_modules} modules)"
+    cases += [
+        base,
+        Case(
+            name,
+            lambda: regression(
+                ClockworkRNN(
+                    u, num_modules=args.cw_modules, return_sequences=True
+                ),
+                cw_t,
+                d,
+            ),
+            None,
+            data,
+            baseline=base,
+            targets=[
+                report.target(f"{name}: {what} ops/step", 1.0, metric=metric)
+                for what, metric in zip(OPS_WHAT, report.OPS)
+            ],
+            steps=cw_t,
+        ),
+    ]
+    return cases
+
+
+OPS_WHAT = ("train forward", "train backward", "predict")
+
+
 class Suite:
     """A suite: its `title` and `cases` (functions of the parsed command
-    line) and its table's `extra` columns and `columns`."""
+    line), its table's `extra` columns and `columns`, and whether it
+    `counts` ops (`harness.count_cases`) instead of timing."""
 
-    def __init__(self, title, cases, extra=(), columns=COLUMNS):
+    def __init__(self, title, cases, extra=(), columns=COLUMNS, counts=False):
         self.title, self.cases = title, cases
         self.extra, self.columns = extra, columns
+        self.counts = counts
 
 
 SUITES = {
@@ -521,5 +645,15 @@ SUITES = {
         inference_cases,
         (("B", "batch", "{}"),),
         INFER_COLUMNS,
+    ),
+    "ops": Suite(
+        lambda a: (
+            f"Ops per time step (counted): char-LM, B={a.batch}, "
+            f"T={a.steps}, {a.layers} layers; ClockworkRNN regression, "
+            f"B={a.cw_batch}, T={a.cw_steps}"
+        ),
+        ops_cases,
+        columns=OPS_COLUMNS,
+        counts=True,
     ),
 }

@@ -815,3 +815,111 @@ def test_profile_rejects_bad_sizes_by_name(capsys, flag, value):
     err = capsys.readouterr().err
     assert f"argument {flag}: expected a positive integer." in err
     assert f"Received: {value!r}" in err
+
+
+def _while_graph(body_ops, outside_ops, steps, gradient=False):
+    """The graph of a tf.function: a `while` loop of `steps` iterations
+    whose body applies `tanh` `body_ops` times, then `outside_ops` more
+    `tanh` after the loop; with `gradient`, the result's gradient."""
+    import tensorflow as tf
+
+    def forward(x):
+        def body(i, h):
+            for _ in range(body_ops):
+                h = tf.tanh(h)
+            return i + 1, h
+
+        _, y = tf.while_loop(lambda i, h: i < steps, body, (0, x))
+        for _ in range(outside_ops):
+            y = tf.tanh(y)
+        return y
+
+    @tf.function
+    def fn(x):
+        if not gradient:
+            return forward(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = forward(x)
+        return tape.gradient(y, x)
+
+    x = tf.ones((2, 3))
+    return fn.get_concrete_function(x).graph.as_graph_def()
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="TensorFlow graphs"
+)
+def test_graph_counts_loop_bodies_whole_and_other_nodes_per_step():
+    """One more op in the loop body: one more op per step; one more op
+    after the loop: 1/T more per step. With a gradient, what is added goes
+    to the forward count (with the push that keeps its output) and its
+    gradient to the backward count, in the loop and out."""
+    from benchmarks import opcount
+
+    steps = 10
+
+    def counts(body_ops, outside_ops, gradient=False):
+        graph = _while_graph(body_ops, outside_ops, steps, gradient)
+        return opcount.graph_counts(graph, steps)
+
+    base = counts(2, 1)
+    assert base[1] == 0  # no gradient, nothing backward
+    assert counts(3, 1)[0] - base[0] == pytest.approx(1.0)
+    assert counts(2, 2)[0] - base[0] == pytest.approx(1 / steps)
+    base = counts(2, 1, True)
+    in_loop, outside = counts(3, 1, True), counts(2, 2, True)
+    assert in_loop[0] - base[0] >= 2  # tanh and the push of its output
+    assert in_loop[1] - base[1] >= 1  # TanhGrad, in the gradient loop
+    assert 0 < outside[0] - base[0] < 1
+    assert 0 < outside[1] - base[1] < 1
+
+
+@layer_checks.apply_marks(
+    layer_checks.needs(["torch"], 'the torch extra: pip install -e ".[torch]"')
+)
+def test_kernels_run_counts_operators_not_what_they_call():
+    import torch
+
+    from benchmarks import opcount
+
+    a, b = torch.ones(4, 5), torch.ones(5, 6)
+    assert opcount.kernels_run(lambda: torch.mm(a, b)) == 1
+    assert opcount.kernels_run(lambda: torch.tanh(a @ b) + 1) == 3
+
+
+def test_ops_suite_counts_ours_beside_keras_with_its_aims():
+    """The ops suite: GF at the paper's sizes and ClockworkRNN beside their
+    baselines, each with the aims (no more ops per step, three counts);
+    counts on TensorFlow and torch, none on JAX (targets skipped)."""
+    from benchmarks import cli
+    from benchmarks import report
+    from benchmarks import suites
+    from benchmarks.harness import count_cases
+
+    args = cli.parse(["--quick", "--unit-types", "lstm"])
+    cases = [c for c in suites.ops_cases(args) if "3x16" not in c.name]
+    names = [c.name for c in cases]
+    assert names == [
+        "keras LSTM 3x191",
+        "GF-lstm 3x140 feedback",
+        "keras SimpleRNN(16)",
+        "ClockworkRNN(16, 4 modules)",
+    ]
+    rows = {row["model"]: row for row in count_cases(cases)}
+    gf, cw = rows["GF-lstm 3x140 feedback"], rows["ClockworkRNN(16, 4 modules)"]
+    assert [g["metric"] for g in gf["targets"]] == list(report.OPS)
+    assert all(g["aim"] == 1.0 for g in gf["targets"] + cw["targets"])
+    if keras.backend.backend() == "jax":
+        assert gf["ops_predict"] is None
+        assert all(g.get("skipped") for g in gf["targets"])
+        return
+    for row in rows.values():
+        for key in report.OPS:
+            assert row[key] > 0
+    for key in report.OPS:
+        base = rows["keras LSTM 3x191"][key]
+        assert gf[key + "_x"] == pytest.approx(gf[key] / base)
+    assert [g["value"] for g in gf["targets"]] == [
+        gf[key + "_x"] for key in report.OPS
+    ]
