@@ -221,6 +221,7 @@ class CellRNN(keras.layers.RNN):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         check_rank(self, sequences.shape)
+        check_mask(self, sequences.shape, mask)
         if initial_state is not None:
             check_initial_state(self, initial_state)
         return super().call(
@@ -251,6 +252,26 @@ def check_rank(layer, shape):
         raise ValueError(
             f"{type(layer).__name__} was built for {layer.cell.input_dim} "
             f"input features. Received: inputs.shape={shape}"
+        )
+
+
+def check_mask(layer, shape, mask):
+    """A mask (or the first of nested ones) must be `(batch, timesteps)`
+    of inputs of `shape`, where both are known."""
+    if keras.tree.is_nested(mask):
+        mask = mask[0]
+    if mask is None:
+        return
+    shape, mask_shape = tuple(shape), tuple(mask.shape)
+    expected = shape[:2]
+    matches = len(mask_shape) == 2 and all(
+        a is None or b is None or a == b for a, b in zip(mask_shape, expected)
+    )
+    if not matches:
+        raise ValueError(
+            f"{type(layer).__name__} expects a mask of shape (batch, "
+            f"timesteps) = {expected} for inputs of shape {shape}. "
+            f"Received: mask.shape={mask_shape}"
         )
 
 

@@ -17,6 +17,7 @@ from keras_gfrnn import clockwork_loops
 from keras_gfrnn._rnn import CellRNN
 from keras_gfrnn._rnn import DropoutCell
 from keras_gfrnn._rnn import check_initial_state
+from keras_gfrnn._rnn import check_mask
 from keras_gfrnn._rnn import check_rank
 from keras_gfrnn._rnn import variable_value
 from keras_gfrnn._validation import check_positive_int
@@ -463,6 +464,7 @@ class ClockworkRNN(CellRNN):
         # from the initial state to the returned one: Keras' casts every
         # state to the compute dtype.
         check_rank(self, sequences.shape)
+        check_mask(self, sequences.shape, mask)
         if self.unroll and sequences.shape[1] is None:
             raise ValueError(
                 "Cannot unroll a ClockworkRNN whose time dimension is "

@@ -840,6 +840,25 @@ def test_nan_padding_reaches_neither_outputs_nor_gradients(unit_type):
             np.testing.assert_array_equal(g, g0)
 
 
+@pytest.mark.parametrize("layer_class", ["GatedFeedbackRNN", "ClockworkRNN"])
+@pytest.mark.parametrize("mask_shape", [(2, 4), (2, 5, 1), (3, 5)])
+def test_a_mask_of_the_wrong_shape_names_the_mask_and_both_shapes(
+    layer_class, mask_shape
+):
+    kwargs = {"num_modules": 2} if layer_class == "ClockworkRNN" else {}
+    layer = getattr(keras_gfrnn, layer_class)(4, **kwargs)
+    x = np.zeros((2, 5, 3), dtype="float32")
+    mask = np.ones(mask_shape, dtype=bool)
+    expected = (
+        f"{layer_class} expects a mask of shape (batch, timesteps) = (2, 5) "
+        f"for inputs of shape (2, 5, 3). Received: mask.shape={mask_shape}"
+    )
+    with pytest.raises(ValueError) as info:
+        layer(x, mask=mask)
+    assert expected in str(info.value)
+    assert layer(x, mask=np.ones((2, 5), dtype=bool)).shape == (2, 4)
+
+
 def test_masking_layer_and_embedding():
     tokens = np.array([[3, 5, 2, 0, 0], [1, 4, 4, 2, 7]])
     embedding = keras.layers.Embedding(8, 6, mask_zero=True)
