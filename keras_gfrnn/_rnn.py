@@ -127,10 +127,46 @@ def keras_loop(layer, step, sequences, initial_state, mask):
     `return_sequences`, the backend's `while` / scan) over `sequences` with
     `step(inputs_t, states) -> (output_t, new_states)` in place of the
     layer's cell. Returns `(last_output, outputs, states)`, as
-    `keras.layers.RNN.inner_loop`."""
+    `keras.layers.RNN.inner_loop`.
+
+    On torch without a mask, `go_backwards` or `unroll`, the same loop
+    written out (`_torch_loop`): Keras' torch loop keeps its counter in a
+    tensor and flattens and repacks the inputs, outputs and states at
+    every step, Python work that was a third of a GatedFeedbackRNN
+    predict step on the CPU (docs/performance.md).
+    """
+    if (
+        keras.backend.backend() == "torch"
+        and mask is None
+        and not layer.go_backwards
+        and not layer.unroll
+        and sequences.shape[1]
+    ):
+        return _torch_loop(layer, step, sequences, initial_state)
     return keras.layers.RNN.inner_loop(
         _PreparedLoop(layer, step), sequences, initial_state, mask
     )
+
+
+def _torch_loop(layer, step, sequences, initial_state):
+    # What Keras' torch loop computes for a flat list of states and no
+    # mask: the outputs of every step stacked on axis 1 (the last alone,
+    # as `(batch, 1, units)`, without `return_sequences`); stateful
+    # layers copy the states before each step, as Keras does.
+    import torch
+
+    states = list(initial_state)
+    outputs = []
+    for inputs_t in torch.unbind(sequences, dim=1):
+        if layer.stateful:
+            states = [ops.copy(state) for state in states]
+        output, states = step(inputs_t, states)
+        states = list(states)
+        if layer.return_sequences or not outputs:
+            outputs.append(output)
+        else:
+            outputs[0] = output
+    return output, torch.stack(outputs, dim=1), states
 
 
 class CellRNN(keras.layers.RNN):

@@ -186,10 +186,9 @@ def matmul_add(c, h, kernel, kernel_t=None):
 
 
 def _same_full_float(a, b):
-    return a.dtype == b.dtype and str(a.dtype) in (
-        "torch.float32",
-        "torch.float64",
-    )
+    import torch
+
+    return a.dtype == b.dtype and a.dtype in (torch.float32, torch.float64)
 
 
 def step_activations(activation, recurrent_activation):
