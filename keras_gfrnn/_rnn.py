@@ -57,10 +57,8 @@ def split(tensor, sizes):
         import tensorflow as tf
 
         return tf.split(tensor, sizes, axis=-1)
-    if backend == "torch":
-        import torch
-
-        return list(torch.split(tensor, sizes, dim=-1))
+    if backend == "torch":  # the op itself, without torch.split's wrappers
+        return list(tensor.split_with_sizes(sizes, dim=-1))
     return ops.split(tensor, list(itertools.accumulate(sizes[:-1])), axis=-1)
 
 
