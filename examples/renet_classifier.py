@@ -184,10 +184,10 @@ def main(argv=None):
 
     def train_epoch(epoch):
         """Epoch `epoch`'s training batches, `train` below with the seed of
-        `epoch`: the same at every iteration of the dataset. (The
-        library's shuffle draws a new order at each iteration, and Keras'
-        JAX trainer iterates the data once before training to build the
-        optimizer: a resumed run would train on another order.)"""
+        `epoch`: the same at every iteration of the dataset. (By default
+        the library draws a new order and augmentation at each iteration,
+        and Keras' JAX trainer iterates the data once before training to
+        build the optimizer: a resumed run would train on other draws.)"""
         tf = _common.quiet_import("tensorflow")  # `load` needs it too
         seed = epoch_seed(args.seed, epoch)
         data = load(
@@ -196,6 +196,7 @@ def main(argv=None):
             shuffle=False,
             augment=args.augment,
             corruption=args.corruption,
+            redraw_each_iteration=False,
         )
         data = data.unbatch().shuffle(
             SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False

@@ -300,6 +300,7 @@ def load_image_dataset(
     shift=2,
     flip=None,
     corruption=0.2,
+    redraw_each_iteration=True,
 ):
     """A batched, prefetched `tf.data.Dataset` of (image, label).
 
@@ -317,7 +318,8 @@ def load_image_dataset(
         shuffle: Shuffle the examples (each epoch).
         data_dir: tensorflow-datasets data directory.
         seed: Seed of the shuffle and the augmentation: None or an integer
-            in [0, 2**31 - 1] (the seed range of every layer here).
+            in [0, 2**31 - 1] (the seed range of every layer here). A
+            given seed gives the same epochs.
         normalization: "unit" (values in [0, 1]) or "per_pixel" (subtract the
             training split's per-pixel mean, divide by its std).
         shift: Maximum shift in pixels (augment only), at most half the
@@ -325,6 +327,12 @@ def load_image_dataset(
         flip: Random horizontal flips (augment only): `True`, `False`, or
             `None`: only for CIFAR-10, where the paper uses them.
         corruption: Probability of zeroing an input value (augment only).
+        redraw_each_iteration: `True` (default): each iteration of the
+            dataset (an epoch) draws a new shuffle and new augmentation.
+            `False`: every iteration repeats the first, for pipelines that
+            build one dataset per epoch from a seed of its own (as
+            examples/renet_classifier.py does, so that a resumed run sees
+            the epochs an uninterrupted one saw).
 
     Images are float32 `(batch, height, width, channels)`, labels int32.
 
@@ -340,6 +348,7 @@ def load_image_dataset(
     batch_size = check_positive_int("batch_size", batch_size)
     augment = _check_bool("augment", augment)
     shuffle = _check_bool("shuffle", shuffle)
+    redraw = _check_bool("redraw_each_iteration", redraw_each_iteration)
     data_dir = _check_data_dir(data_dir)
     seed = check_seed(seed)
     if normalization not in ("unit", "per_pixel"):
@@ -381,9 +390,14 @@ def load_image_dataset(
         )
     ds = ds.map(lambda img, lab: (tf.ensure_shape(img, shape), lab))
     if shuffle:
-        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=redraw)
     if augment:
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        # With `redraw`, a new sequence at each iteration (epoch), the same
+        # sequences for a given seed (TensorFlow's default restarts it
+        # identically).
+        seeds = tf.data.Dataset.random(
+            seed=seed, rerandomize_each_iteration=redraw
+        ).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             _augmenter(shape, shift, flip, corruption),
             num_parallel_calls=tf.data.AUTOTUNE,

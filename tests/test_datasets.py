@@ -244,6 +244,55 @@ def test_augmentation_shifts_within_two_pixels():
     assert moved > 32  # most images actually moved
 
 
+def _first_batch_unaugmented(shuffle):
+    ds = datasets.load_image_dataset(
+        "mnist_sample", batch_size=64, shuffle=shuffle, seed=5
+    )
+    return next(iter(ds))[0].numpy()
+
+
+def test_augmentation_differs_from_epoch_to_epoch():
+    """Each iteration of an augmented dataset (an epoch) draws new shifts,
+    flips and corruption, shuffle or not; the same seed gives the same
+    epochs. (Before, `tf.data.Dataset.random` restarted its sequence at
+    every iteration: every epoch saw the same augmentation.)"""
+
+    def epochs(seed, count=2):
+        ds = datasets.load_image_dataset(
+            "mnist_sample",
+            batch_size=64,
+            augment=True,
+            shuffle=False,
+            seed=seed,
+        ).take(1)
+        return [next(iter(ds))[0].numpy() for _ in range(count)]
+
+    first, second = epochs(seed=5)
+    assert not np.array_equal(first, second)
+    again = epochs(seed=5)
+    np.testing.assert_array_equal(again[0], first)
+    np.testing.assert_array_equal(again[1], second)
+    other, _ = epochs(seed=6)
+    assert not np.array_equal(other, first)
+    # Without a seed, too.
+    unseeded = epochs(seed=None)
+    assert not np.array_equal(unseeded[0], unseeded[1])
+    # redraw_each_iteration=False: every epoch repeats the first (shuffled
+    # and augmented), for per-epoch datasets of their own seeds.
+    for shuffle in (False, True):
+        ds = datasets.load_image_dataset(
+            "mnist_sample",
+            batch_size=64,
+            augment=True,
+            shuffle=shuffle,
+            seed=5,
+            redraw_each_iteration=False,
+        ).take(1)
+        fixed = [next(iter(ds))[0].numpy() for _ in range(2)]
+        np.testing.assert_array_equal(fixed[0], fixed[1])
+        assert not np.array_equal(fixed[0], _first_batch_unaugmented(shuffle))
+
+
 def test_augmentation_corruption_rate():
     clean, _ = _sample()
     corrupted, _ = _sample(augment=True, shift=0, corruption=0.2)
@@ -303,6 +352,10 @@ def test_augmentation_flips(tmp_path):
         ({"name": "mnist_sample", "flip": 0}, "flip=0"),
         ({"name": "mnist_sample", "augment": "no"}, "augment='no'"),
         ({"name": "mnist_sample", "shuffle": "False"}, "shuffle='False'"),
+        (
+            {"name": "mnist_sample", "redraw_each_iteration": 1},
+            "redraw_each_iteration=1",
+        ),
         # Beyond half the side the centred object can leave the image.
         ({"name": "mnist_sample", "shift": 100}, "0 to 14 .*shift=100"),
         ({"name": "mnist_sample", "shift": 15}, "28x28 .*shift=15"),
