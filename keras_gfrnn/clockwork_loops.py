@@ -32,6 +32,7 @@ that XLA-compiles once per layer and name).
 """
 
 import math
+import numbers
 
 from keras import ops
 
@@ -163,6 +164,8 @@ def choose_loop(
     `jax_traced` (traced by a JAX transform, as inside `jax.jit`, which
     compiles the whole train step, where the unrolled sequence compiles
     slowly). Why each: docs/performance.md."""
+    if not isinstance(steps, numbers.Integral):
+        steps = None  # unknown, or symbolic (a JAX export's length)
     if steps is not None and steps <= max_unrolled_steps:
         if jax_traced:
             return "by_modules"

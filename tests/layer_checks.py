@@ -46,8 +46,9 @@ def apply_marks(marks):
     return decorate
 
 
-SAVED_MODEL = tensorflow_only(
-    "SavedModel export is supported from the TensorFlow backend"
+SAVED_MODEL = pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="Keras exports a SavedModel from the TensorFlow and JAX backends",
 )
 TF_JIT_STEP = tensorflow_only(
     "`jit_compile=True` compiles the recurrent step with TensorFlow's XLA "
@@ -152,17 +153,28 @@ def assert_mixed_precision(make_layer, x, policy, atol):
 
 def assert_saved_model_exact(model, path, inputs):
     """`model.export` + `tf.saved_model.load`: `serve` and the serving
-    signature reproduce the model exactly for every array in `inputs`."""
+    signature reproduce the model for every array in `inputs` (their
+    batches and lengths differ: the export's are unknown): exactly on
+    TensorFlow; from JAX, whose export runs the computation as one XLA
+    program in TensorFlow (other kernels than JAX's own), to float32
+    rounding (rtol 1e-5, atol 1e-6)."""
     import tensorflow as tf
 
     model.export(path, format="tf_saved_model", verbose=False)
     reloaded = tf.saved_model.load(path)
     serve = reloaded.signatures["serving_default"]
+    if BACKEND == "tensorflow":
+        check = np.testing.assert_array_equal
+    else:
+
+        def check(got, expected):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
     for x in inputs:
         expected = keras.ops.convert_to_numpy(model(x))
-        np.testing.assert_array_equal(reloaded.serve(x).numpy(), expected)
+        check(reloaded.serve(x).numpy(), expected)
         served = list(serve(tf.constant(x)).values())[0].numpy()
-        np.testing.assert_array_equal(served, expected)
+        check(served, expected)
 
 
 def xla_compiled_functions(layer, x):

@@ -669,7 +669,9 @@ def test_training_weights_carry_the_transposes(feedback):
     assert all(k is None for k in inference.recurrent_kernels_t)
 
 
-@layer_checks.SAVED_MODEL
+@layer_checks.tensorflow_only(
+    "the gradient of the reloaded SavedModel beside the TensorFlow model's"
+)
 def test_gradients_of_a_reloaded_saved_model(tmp_path):
     """A SavedModel keeps no custom gradient: the exported (inference)
     step uses plain matmuls, so gradients of the reloaded `serve` work and

@@ -212,7 +212,11 @@ def test_saving(tmp_path):
 
 
 @pytest.mark.slow
-@layer_checks.SAVED_MODEL
+@layer_checks.tensorflow_only(
+    "SavedModel export of ReNet2D is tested from TensorFlow: from JAX an "
+    "unknown image size is a symbolic one, and Keras' GRU of the sweeps "
+    "cannot compare its length, floordiv(a, 2), with 1"
+)
 def test_saved_model_export(tmp_path):
     model = _model()
     layer_checks.assert_saved_model_exact(
