@@ -116,6 +116,12 @@ def parse(argv=None):
         help="tensorflow-datasets data_dir (default: its own, "
         "~/tensorflow_datasets)",
     )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="fail at once when the dataset is not prepared in --data-dir "
+        "(default: download it, after a message)",
+    )
     _common.add_common_flags(
         parser,
         epochs=40,
@@ -179,6 +185,7 @@ def main(argv=None):
             batch_size=args.batch_size,
             data_dir=args.data_dir,
             seed=seed,
+            download=not args.no_download,
             **kw,
         )
 

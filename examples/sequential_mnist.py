@@ -35,10 +35,11 @@ def load(args):
         val = datasets.mnist_sample("validation")
         test = datasets.mnist_sample("test")
     else:
-        x, y = datasets.load_mnist("train", data_dir=args.data_dir)
+        download = not args.no_download
+        x, y = datasets.load_mnist("train", args.data_dir, download)
         val = (x[-5000:], y[-5000:])
         train = (x[:-5000], y[:-5000])
-        test = datasets.load_mnist("test", data_dir=args.data_dir)
+        test = datasets.load_mnist("test", args.data_dir, download)
     if args.quick:
         train = (train[0][:512], train[1][:512])
         val = (val[0][:256], val[1][:256])
@@ -124,6 +125,12 @@ def parse(argv=None):
         "--data-dir",
         help="tensorflow-datasets data_dir, for --dataset mnist (default: "
         "its own, ~/tensorflow_datasets)",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="--dataset mnist: fail at once when it is not prepared in "
+        "--data-dir (default: download it, after a message)",
     )
     _common.add_unit_flags(parser, gate_inputs=False)
     parser.add_argument(

@@ -10,15 +10,16 @@
   (see `keras_gfrnn/data/README.md` for their origin), split
   deterministically into 3,000 train / 500 validation / 500 test digits.
   Works offline.
-- `load_mnist(split, data_dir=None)`: the full MNIST from
+- `load_mnist(split, data_dir=None, download=True)`: the full MNIST from
   tensorflow-datasets (the `datasets` extra).
 
 tensorflow-datasets decides where the data comes from: prepared data in
 `data_dir`, mocked data (`tfds.testing.mock_data`), or its own download,
-which honours `HTTPS_PROXY` / `HTTP_PROXY`. When that download fails (no
+which honours `HTTPS_PROXY` / `HTTP_PROXY`. A download is announced at once
+(logger "keras_gfrnn": which dataset, which folder). When it fails (no
 network: tensorflow-datasets gives up after its retries, about three and a
 half minutes), these functions raise `DatasetUnavailableError` with what to
-do offline.
+do offline; with `download=False` they raise it at once.
 
 Images are float32 in [0, 1], shape (n, 28, 28); labels int32.
 
@@ -33,6 +34,7 @@ extra's packages (`install_command`).
 
 import importlib
 import importlib.metadata
+import logging
 import numbers
 import os
 import re
@@ -45,6 +47,8 @@ from keras_gfrnn._validation import check_choice
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn._validation import check_rate
 from keras_gfrnn._validation import check_seed
+
+_LOGGER = logging.getLogger("keras_gfrnn")
 
 SAMPLE_SPLITS = {
     "train": (0, 3000),
@@ -194,30 +198,47 @@ def _download_errors(tfds):
     return tuple(errors)
 
 
-def _tfds_builder(name, data_dir):
+def _tfds_builder(name, data_dir, download=True):
     tfds = _tensorflow_datasets(f"Dataset '{name}'")
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
+        where = os.fspath(builder.data_dir_root)
+        if not download:
+            raise _unavailable(name, where, "download=False")
         # tensorflow-datasets' own download: through the proxies of the
-        # environment, and a no-op under tfds.testing.mock_data.
+        # environment, and a no-op under tfds.testing.mock_data. Said at
+        # once: offline, its retries take minutes before they fail.
+        _LOGGER.warning(
+            "keras_gfrnn: the tensorflow-datasets dataset '%s' is not "
+            "prepared in %s: downloading and preparing it (minutes; "
+            "offline, tensorflow-datasets retries for minutes before it "
+            "fails). Pass download=False (--no-download in the examples) "
+            "to fail at once instead.",
+            name,
+            where,
+        )
         try:
             builder.download_and_prepare()
         except _download_errors(tfds) as error:
-            where = os.fspath(builder.data_dir_root)
             raise _unavailable(name, where, repr(error)) from error
     return builder
 
 
-def load_mnist(split="train", data_dir=None):
-    """Returns `(images, labels)` of MNIST from tensorflow-datasets."""
+def load_mnist(split="train", data_dir=None, download=True):
+    """Returns `(images, labels)` of MNIST from tensorflow-datasets.
+
+    Not prepared in `data_dir`, MNIST is downloaded (a message says so
+    first); with `download=False` a `DatasetUnavailableError` comes at
+    once instead."""
     if split not in ("train", "test"):
         raise ValueError(
             "Argument `split` must be 'train' or 'test'. "
             f"Received: split={split!r}"
         )
     data_dir = _check_data_dir(data_dir)
+    download = _check_bool("download", download)
     tfds = _tensorflow_datasets("load_mnist")
-    builder = _tfds_builder("mnist", data_dir)
+    builder = _tfds_builder("mnist", data_dir, download)
     batches = list(tfds.as_numpy(builder.as_dataset(split=split).batch(8192)))
     x = np.concatenate([b["image"][..., 0] for b in batches])
     y = np.concatenate([b["label"] for b in batches])
@@ -247,7 +268,7 @@ def image_shape(name):
     return IMAGE_DATASETS[check_choice("name", name, IMAGE_DATASETS)][0]
 
 
-def _source(name, split, data_dir):
+def _source(name, split, data_dir, download=True):
     """Unbatched (uint8-range float image, int label) dataset."""
     import tensorflow as tf
 
@@ -255,17 +276,19 @@ def _source(name, split, data_dir):
         x, y = _mnist_sample_uint8(split)
         x = x[..., None].astype("float32")
         return tf.data.Dataset.from_tensor_slices((x, y))
-    builder = _tfds_builder(name, data_dir)
+    builder = _tfds_builder(name, data_dir, download)
     ds = builder.as_dataset(split=TFDS_SPLITS[split], as_supervised=True)
     return ds.map(
         lambda img, lab: (tf.cast(img, "float32"), tf.cast(lab, "int32"))
     )
 
 
-def pixel_statistics(name, data_dir=None):
-    """Per-pixel mean and std (of [0, 1] images) over the training split."""
+def pixel_statistics(name, data_dir=None, download=True):
+    """Per-pixel mean and std (of [0, 1] images) over the training split
+    (`download` as in `load_image_dataset`)."""
     check_choice("name", name, IMAGE_DATASETS)
     data_dir = _check_data_dir(data_dir)
+    download = _check_bool("download", download)
     _tensorflow(
         "pixel_statistics reads the training split through tf.data", name
     )
@@ -273,7 +296,7 @@ def pixel_statistics(name, data_dir=None):
     if key not in _PIXEL_STATS:
         total = squares = None
         count = 0
-        for images, _ in _source(name, "train", data_dir).batch(4096):
+        for images, _ in _source(name, "train", data_dir, download).batch(4096):
             images = images.numpy().astype("float64") / 255.0
             total = images.sum(0) if total is None else total + images.sum(0)
             sq = (images**2).sum(0)
@@ -301,6 +324,7 @@ def load_image_dataset(
     flip=None,
     corruption=0.2,
     redraw_each_iteration=True,
+    download=True,
 ):
     """A batched, prefetched `tf.data.Dataset` of (image, label).
 
@@ -333,6 +357,11 @@ def load_image_dataset(
             build one dataset per epoch from a seed of its own (as
             examples/renet_classifier.py does, so that a resumed run sees
             the epochs an uninterrupted one saw).
+        download: `True` (default): a tensorflow-datasets dataset that is
+            not prepared in `data_dir` is downloaded and prepared, after a
+            message (logger "keras_gfrnn") that names it and the folder.
+            `False`: a `DatasetUnavailableError` at once instead (offline,
+            tensorflow-datasets' own retries take minutes to fail).
 
     Images are float32 `(batch, height, width, channels)`, labels int32.
 
@@ -349,6 +378,7 @@ def load_image_dataset(
     augment = _check_bool("augment", augment)
     shuffle = _check_bool("shuffle", shuffle)
     redraw = _check_bool("redraw_each_iteration", redraw_each_iteration)
+    download = _check_bool("download", download)
     data_dir = _check_data_dir(data_dir)
     seed = check_seed(seed)
     if normalization not in ("unit", "per_pixel"):
@@ -376,9 +406,9 @@ def load_image_dataset(
     flip = flips_ok if flip is None else flip
     tf = _tensorflow("load_image_dataset builds a tf.data pipeline", name)
 
-    ds = _source(name, split, data_dir)
+    ds = _source(name, split, data_dir, download)
     if normalization == "per_pixel":
-        mean, std = pixel_statistics(name, data_dir)
+        mean, std = pixel_statistics(name, data_dir, download)
         ds = ds.map(
             lambda img, lab: ((img / 255.0 - mean) / std, lab),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -125,6 +125,69 @@ def test_load_mnist_offline_error(offline, tmp_path):
     assert "Connection refused" in message
 
 
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "svhn_cropped"])
+def test_download_false_fails_at_once_naming_dataset_and_folder(
+    name, monkeypatch, tmp_path
+):
+    """Not prepared and download=False: the clear error in seconds, and no
+    download is tried (a download would fail this test)."""
+
+    def no_download(self, *args, **kwargs):
+        raise AssertionError("download_and_prepare was called")
+
+    monkeypatch.setattr(
+        tfds.core.DatasetBuilder, "download_and_prepare", no_download
+    )
+    start = time.monotonic()
+    calls = [
+        lambda: datasets.load_image_dataset(
+            name, data_dir=tmp_path, download=False
+        ),
+        lambda: datasets.pixel_statistics(name, tmp_path, download=False),
+    ]
+    if name == "mnist":
+        calls.append(
+            lambda: datasets.load_mnist("test", tmp_path, download=False)
+        )
+    for call in calls:
+        with pytest.raises(datasets.DatasetUnavailableError) as info:
+            call()
+        message = str(info.value)
+        assert f"'{name}' is not prepared in {tmp_path}" in message
+        assert "cannot be downloaded (download=False)" in message
+    assert time.monotonic() - start < 30
+
+
+def test_a_download_is_announced_before_it_starts(offline, caplog, tmp_path):
+    """The message comes before tensorflow-datasets' first attempt: it
+    names the dataset, the folder and how to skip the wait."""
+    with caplog.at_level("WARNING", logger="keras_gfrnn"):
+        with pytest.raises(datasets.DatasetUnavailableError):
+            datasets.load_image_dataset("cifar10", data_dir=tmp_path)
+    (record,) = [r for r in caplog.records if r.name == "keras_gfrnn"]
+    message = record.getMessage()
+    assert f"'cifar10' is not prepared in {tmp_path}" in message
+    assert "downloading" in message and "download=False" in message
+
+
+def test_prepared_data_is_neither_announced_nor_downloaded(
+    caplog, monkeypatch, tmp_path
+):
+    def no_download(self, *args, **kwargs):
+        raise AssertionError("download_and_prepare was called")
+
+    monkeypatch.setattr(
+        tfds.core.DatasetBuilder, "download_and_prepare", no_download
+    )
+    monkeypatch.setattr(
+        tfds.core.DatasetBuilder, "is_prepared", lambda self: True
+    )
+    with caplog.at_level("WARNING", logger="keras_gfrnn"):
+        builder = datasets._tfds_builder("cifar10", str(tmp_path))
+    assert builder.name == "cifar10"
+    assert not [r for r in caplog.records if r.name == "keras_gfrnn"]
+
+
 def test_download_error_reports_unavailable(
     not_found_proxy, monkeypatch, tmp_path
 ):
@@ -356,6 +419,7 @@ def test_augmentation_flips(tmp_path):
             {"name": "mnist_sample", "redraw_each_iteration": 1},
             "redraw_each_iteration=1",
         ),
+        ({"name": "mnist_sample", "download": "no"}, "download='no'"),
         # Beyond half the side the centred object can leave the image.
         ({"name": "mnist_sample", "shift": 100}, "0 to 14 .*shift=100"),
         ({"name": "mnist_sample", "shift": 15}, "28x28 .*shift=15"),

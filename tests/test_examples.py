@@ -226,6 +226,24 @@ def test_missing_tensorflow_datasets_is_reported(monkeypatch, capsys):
     assert install_command("datasets") in err
 
 
+@pytest.mark.backend_independent
+def test_no_download_fails_at_once(capsys, tmp_path):
+    """`--no-download` with nothing prepared in `--data-dir`: the clear
+    message and exit status 2 in seconds, for both examples that read
+    tensorflow-datasets."""
+    runs = [
+        ("sequential_mnist", ["--dataset", "mnist"], "'mnist'"),
+        ("renet_classifier", ["--dataset", "cifar10"], "'cifar10'"),
+    ]
+    for script, argv, name in runs:
+        argv = argv + ["--data-dir", str(tmp_path), "--no-download"]
+        assert SCRIPTS[script].main(argv + ["--quick"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ")
+        assert f"{name} is not prepared in {tmp_path}" in err
+        assert "(download=False)" in err
+
+
 @pytest.mark.slow
 @pytest.mark.backend_independent
 def test_missing_tensorflow_datasets_in_a_fresh_process(tmp_path):
