@@ -6,13 +6,16 @@
 - `keras_loop`: the one seam into Keras' loop, "run Keras' loop with this
   prepared step", for the steps a layer prepares per call.
 - `DropoutCell`: what the cells share: their weight options, dropout
-  rates, seed and seed generator, masks and zero initial states.
+  rates, seed and seed generator, masks (one set per sequence, drawn
+  before the loop, in Keras' dropout protocol) and zero initial states.
 - `xla_enabled` / `xla_compiled`: when a layer compiles with XLA, and the
   compiled functions it keeps (one per name and layer).
 - `concat` / `split`: the features of several tensors side by side, and
   a tensor's features cut into pieces.
 """
 
+import contextlib
+import contextvars
 import itertools
 
 import keras
@@ -68,7 +71,38 @@ def variable_value(value):
     return value.value if isinstance(value, keras.Variable) else value
 
 
-class DropoutCell(keras.layers.Layer):
+def _keras_dropout_protocol():
+    """The mixin by which `keras.layers.RNN` recognizes cells whose dropout
+    masks it has drawn once before its loop (Keras' `DropoutRNNCell`), as
+    a tuple of bases: Keras does not export it, so it is taken from the
+    bases of its public `SimpleRNNCell`; `()` if a Keras release drops it
+    (tests/test_package.py then fails, rather than masks going stale)."""
+    return tuple(
+        base
+        for base in keras.layers.SimpleRNNCell.__mro__
+        if base.__name__ == "DropoutRNNCell"
+    )[:1]
+
+
+# True while one of this package's layers runs `keras.layers.RNN.call`:
+# the layer draws its cell's masks itself (only when training), so the
+# cell's protocol methods draw none. Per thread and per task.
+_LAYER_DRAWS_MASKS = contextvars.ContextVar(
+    "keras_gfrnn_layer_draws_masks", default=False
+)
+
+
+@contextlib.contextmanager
+def layer_draws_masks():
+    """Within: the cells' dropout protocol draws nothing (see above)."""
+    token = _LAYER_DRAWS_MASKS.set(True)
+    try:
+        yield
+    finally:
+        _LAYER_DRAWS_MASKS.reset(token)
+
+
+class DropoutCell(keras.layers.Layer, *_keras_dropout_protocol()):
     """The setup the cells of this package share.
 
     The nine weight options (`kernel_initializer` ... `bias_constraint`,
@@ -76,6 +110,16 @@ class DropoutCell(keras.layers.Layer):
     dropout rates, the `seed` (one rule for every layer:
     `_validation.check_seed`) and its `seed_generator`, masks of 0 and
     `1 / (1 - rate)`, and zero initial states of `state_size`.
+
+    Dropout masks, one set per sequence, as Keras' cells draw them: in a
+    `keras.layers.RNN`, Keras asks the cell for its masks once before the
+    loop (`get_dropout_mask`, `DropoutRNNCell`'s protocol, here all of
+    the cell's masks at once, from `dropout_masks`), every step reads them
+    and Keras drops them after the loop; a seed generator advanced inside
+    a loop body would draw a new mask at every step (and on JAX break the
+    trace). A cell called on its own draws a new set at every training
+    call. The package's layers draw theirs in their own call and pass them
+    to the step; nothing of a call stays on the cell.
     """
 
     def _set_options(self, weight_options, dropout, recurrent_dropout, seed):
@@ -99,6 +143,44 @@ class DropoutCell(keras.layers.Layer):
     def _mask(self, shape, rate):
         ones = ops.ones(shape, dtype=self.compute_dtype)
         return keras.random.dropout(ones, rate=rate, seed=self.seed_generator)
+
+    def dropout_masks(self, batch_size, training):
+        """The cell's masks for one sequence of `batch_size` (each cell
+        says which)."""
+        raise NotImplementedError
+
+    def step_masks(self, batch_size, training):
+        """The masks a call of the cell reads: those Keras' loop drew for
+        the sequence, else a new set (a cell called on its own)."""
+        if not training:
+            return self.dropout_masks(batch_size, False)
+        masks = getattr(self, "_sequence_masks", None)
+        if masks is None:
+            masks = self.dropout_masks(batch_size, True)
+        return masks
+
+    # Keras' DropoutRNNCell protocol, called by `keras.layers.RNN.call`
+    # before and after its loop (the masks are those of a training call;
+    # the cell reads them only when training).
+    def get_dropout_mask(self, step_input):
+        if _LAYER_DRAWS_MASKS.get() or not (
+            self.dropout > 0 or self.recurrent_dropout > 0
+        ):
+            return None
+        masks = getattr(self, "_sequence_masks", None)
+        if masks is None:
+            masks = self.dropout_masks(ops.shape(step_input)[0], True)
+            object.__setattr__(self, "_sequence_masks", masks)
+        return masks
+
+    def get_recurrent_dropout_mask(self, step_input):
+        return None  # drawn with the others by `get_dropout_mask`
+
+    def reset_dropout_mask(self):
+        object.__setattr__(self, "_sequence_masks", None)
+
+    def reset_recurrent_dropout_mask(self):
+        self.reset_dropout_mask()
 
     def get_initial_state(self, batch_size=None):
         return [
@@ -258,9 +340,13 @@ class CellRNN(keras.layers.RNN):
         check_mask(self, sequences.shape, mask)
         if initial_state is not None:
             check_initial_state(self, initial_state)
-        return super().call(
-            sequences, initial_state=initial_state, mask=mask, training=training
-        )
+        with layer_draws_masks():  # in `inner_loop`, when training
+            return super().call(
+                sequences,
+                initial_state=initial_state,
+                mask=mask,
+                training=training,
+            )
 
     def get_config(self):
         config = self.cell.get_config()

@@ -34,6 +34,7 @@ that XLA-compiles once per layer and name).
 import math
 import numbers
 
+import keras
 from keras import ops
 
 from keras_gfrnn._rnn import concat
@@ -245,7 +246,8 @@ def by_blocks(schedule, activation, kernels, projected, h0, compiler=None):
     m = units // g
     plan = schedule.plan(cycle)
     steps = ops.shape(projected)[1]
-    blocks = -(-steps // cycle)
+    # Not -(-steps // cycle): ONNX divides integers towards zero.
+    blocks = (steps + cycle - 1) // cycle
     padded = ops.pad(projected, [[0, 0], [0, blocks * cycle - steps], [0, 0]])
     padded = ops.reshape(padded, (-1, blocks, cycle, units))
     padded = ops.transpose(padded, (1, 0, 2, 3))  # (blocks, B, P, U)
@@ -265,13 +267,11 @@ def by_blocks(schedule, activation, kernels, projected, h0, compiler=None):
 
     block = _compiled(compiler, "_xla_block", block)
 
-    # keras.ops.scan on TensorFlow needs ys shaped like the carry, so the
-    # block's outputs travel in the carry too.
+    # The block's outputs travel in the carry (`scan_carries`).
     def scan_step(carry, drive):
-        carry = list(block(carry[0], drive, kernels))
-        return carry, carry
+        return list(block(carry[0], drive, kernels))
 
-    _, (_, outputs) = ops.scan(
+    _, outputs = scan_carries(
         scan_step, [h0, ops.zeros_like(padded[0])], padded
     )
     outputs = ops.transpose(outputs, (1, 0, 2, 3))  # (B, blocks, P, U)
@@ -296,8 +296,8 @@ def by_modules(schedule, activation, kernels, projected, h0, compiler=None):
     tick = _compiled(compiler, "_xla_tick", tick)
 
     def own_ticks(h, drive, own):
-        _, ticks = ops.scan(
-            lambda h, u: tick(h, u, own), h, ops.transpose(drive, (1, 0, 2))
+        ticks = scan_carries(
+            lambda h, u: tick(h, u, own)[0], h, ops.transpose(drive, (1, 0, 2))
         )
         return ops.transpose(ticks, (1, 0, 2))
 
@@ -343,6 +343,28 @@ def unrolled_by_modules(
 
     steps_fn = _compiled(compiler, "_xla_module_steps", steps_fn)
     return steps_fn(projected, h0, kernels)
+
+
+def scan_carries(step, init, xs):
+    """`step(carry, x) -> carry` over the first axis of `xs` from `init`;
+    returns every step's carry, stacked on a new first axis (a carry that
+    is a list gives a list).
+
+    On TensorFlow `tf.scan`: a while loop whose carries are loop variables
+    and which knows its number of iterations. `keras.ops.scan` keeps the
+    carry in a TensorArray, which tf2onnx writes as an ONNX file that
+    onnxruntime refuses to load. Elsewhere `keras.ops.scan`.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.scan(step, xs, initializer=init, parallel_iterations=1)
+
+    def scan_step(carry, x):
+        carry = step(carry, x)
+        return carry, carry
+
+    return ops.scan(scan_step, init, xs)[1]
 
 
 def _module_by_module(schedule, kernels, projected, h0, own_ticks, spread):

@@ -220,10 +220,14 @@ class ClockworkCell(DropoutCell):
         blocks = np.kron(reads, np.ones((m, m), dtype="float32"))
         return ops.cast(blocks, self.compute_dtype)
 
-    def dropout_masks(self, batch_size, input_dim, training):
+    def dropout_masks(self, batch_size, training):
+        """Dropout masks for one sequence, `[input_mask, recurrent_mask]`
+        (`None` where inactive): `(batch, input_dim)` and `(batch, units)`
+        of 0 and `1 / (1 - rate)`, drawn anew at each call in that order
+        (when to draw: `_rnn.DropoutCell`)."""
         masks = [None, None]
         if training and self.dropout > 0:
-            masks[0] = self._mask((batch_size, input_dim), self.dropout)
+            masks[0] = self._mask((batch_size, self.input_dim), self.dropout)
         if training and self.recurrent_dropout > 0:
             masks[1] = self._mask(
                 (batch_size, self.units), self.recurrent_dropout
@@ -232,14 +236,19 @@ class ClockworkCell(DropoutCell):
 
     def call(self, inputs, states, training=False):
         h, t = (variable_value(s) for s in states)
+        masks = self.step_masks(ops.shape(inputs)[0], training)
+        kernels = module_kernels(self.recurrent_kernel, self.schedule)
+        h_new, t_new = self.step(inputs, h, t, masks, kernels)
+        return h_new, [h_new, t_new]
+
+    def step(self, inputs, h, t, masks, kernels):
+        """One step from `h`, counter `t` (any dtype, returned in it), the
+        sequence's dropout `masks` and `module_kernels`: `(h_t, t + 1)`."""
         counter = ops.cast(t, "int32")
-        input_mask, recurrent_mask = self.dropout_masks(
-            ops.shape(inputs)[0], inputs.shape[-1], training
-        )
+        input_mask, recurrent_mask = masks
         if input_mask is not None:
             inputs = inputs * input_mask
         h_read = h if recurrent_mask is None else h * recurrent_mask
-        kernels = module_kernels(self.recurrent_kernel, self.schedule)
         a = ops.matmul(inputs, self.kernel) + recurrent_drive(
             h_read, kernels, range(self.num_modules)
         )
@@ -248,8 +257,7 @@ class ClockworkCell(DropoutCell):
         a = self.activation(a)
         active = self.schedule.active_units(counter, self.module_size)
         h_new = ops.where(active, a, h)
-        t_new = ops.cast(self.schedule.advance(counter, 1), t.dtype)
-        return h_new, [h_new, t_new]
+        return h_new, ops.cast(self.schedule.advance(counter, 1), t.dtype)
 
     def get_config(self):
         config = {
@@ -409,11 +417,13 @@ class ClockworkRNN(CellRNN):
             jit_compile=jit_compile,
             **kwargs,
         )
-        # The clocked loops use keras.ops.scan, whose TensorFlow while loop
-        # has no iteration bound: XLA cannot compile its gradient. Keep
-        # jit_compile="auto" from choosing XLA for models with this layer on
-        # TensorFlow. JAX's scan compiles (and JAX must compile: an uncompiled
-        # JAX train step runs op by op).
+        # Keep jit_compile="auto" from choosing XLA for models with this
+        # layer on TensorFlow: the clocked loops for long or unknown lengths
+        # are while loops (`clockwork_loops.scan_carries`), and XLA could
+        # not compile the gradient of keras.ops.scan's, used before; the
+        # layer's own `jit_compile` compiles its step instead. JAX's scan
+        # compiles (and JAX must compile: an uncompiled JAX train step runs
+        # op by op).
         self.supports_jit = keras.backend.backend() != "tensorflow"
 
     # The cell's own settings, read-only (the shared ones: CellRNN).
@@ -517,9 +527,16 @@ class ClockworkRNN(CellRNN):
         if counter is None:
             counter = ops.zeros((ops.shape(sequences)[0], 1), dtype="int32")
         cell = self.cell
+        # One set of masks for the whole sequence, drawn here: a draw in
+        # the loop body would give every step its own (and on JAX leave
+        # the trace).
+        masks = cell.dropout_masks(ops.shape(sequences)[0], training)
+        kernels = module_kernels(cell.recurrent_kernel, cell.schedule)
 
         def cell_step(inputs, states):
-            return cell(inputs, states, training=training)
+            h, t = states
+            h_new, t_new = cell.step(inputs, h, t, masks, kernels)
+            return h_new, [h_new, t_new]
 
         last, outputs, (h, counter) = _rnn.keras_loop(
             self, cell_step, sequences, [h0, counter], mask
@@ -533,9 +550,7 @@ class ClockworkRNN(CellRNN):
         cell = self.cell
         x = ops.flip(sequences, axis=1) if self.go_backwards else sequences
         steps = ops.shape(x)[1]
-        input_mask, _ = cell.dropout_masks(
-            ops.shape(x)[0], x.shape[-1], training
-        )
+        input_mask, _ = cell.dropout_masks(ops.shape(x)[0], training)
         if input_mask is not None:
             x = x * ops.expand_dims(input_mask, 1)
         projected = ops.matmul(x, cell.kernel)  # every step, every module

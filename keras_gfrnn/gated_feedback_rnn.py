@@ -359,8 +359,9 @@ class GatedFeedbackCell(DropoutCell):
 
     # ------------------------------------------------------------- dropout
     def dropout_masks(self, batch_size, training):
-        """Dropout masks for one sequence (or one step, used on its own):
-        a `gated_feedback_loops.DropoutMasks(inputs, recurrent)`.
+        """Dropout masks for one sequence: a
+        `gated_feedback_loops.DropoutMasks(inputs, recurrent)`, drawn anew
+        at each call (when to draw: `_rnn.DropoutCell`).
 
         `inputs[j]` multiplies layer j's input, `recurrent[i]` multiplies
         `h^i_{t-1}` in every recurrent read; `None` where inactive
@@ -390,7 +391,7 @@ class GatedFeedbackCell(DropoutCell):
         weights = loops.fuse_weights(
             self.layout, self.weight_lists(), dtype=self.compute_dtype
         )
-        masks = self.dropout_masks(ops.shape(inputs)[0], training)
+        masks = self.step_masks(ops.shape(inputs)[0], training)
         if masks.inputs[0] is not None:
             inputs = inputs * masks.inputs[0]
         projected = loops.project_inputs(weights, inputs)

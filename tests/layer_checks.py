@@ -231,3 +231,81 @@ def assert_jit_matches(make_layer, x, compiled_functions, atol):
         # reach ~1e3, where float32 holds ~6e-5, so also allow a relative
         # error of a few float32 roundings.
         np.testing.assert_allclose(jg, g, atol=10 * atol, rtol=1e-6)
+
+
+def assert_one_input_mask_per_sequence(run, rate):
+    """`run()` is a training call on inputs of ones of a layer set up so
+    that every step outputs its input dropout mask (identity input kernel,
+    no recurrence, linear activation), as `(batch, steps, units)`.
+
+    Checks, for two calls: each output holds only 0 and `1 / (1 - rate)`,
+    both, and at every step the same (one mask per sequence, as Keras'
+    cells keep); the second call draws another mask."""
+    first, second = run(), run()
+    keep = 1.0 / (1.0 - rate)
+    for out in (first, second):
+        assert np.all(np.isclose(out, 0.0) | np.isclose(out, keep)), out
+        assert 0.0 < np.mean(np.isclose(out, 0.0)) < 1.0
+        np.testing.assert_allclose(out, np.broadcast_to(out[:, :1], out.shape))
+    assert not np.allclose(first, second)
+
+
+def assert_one_recurrent_mask_per_sequence(run, rate, gain):
+    """`run()` is a training call on inputs of ones of a layer set up so
+    that `h_t = 1 + gain * r * h_{t-1}` with r its recurrent dropout mask
+    (identity input and recurrent kernels, linear activation, h_{-1} = 0),
+    as `(batch, steps, units)`.
+
+    Checks, for two calls: the mask recovered from the second step,
+    `r = (h_1 - 1) / gain`, holds only 0 and `1 / (1 - rate)`, both, and
+    gives every later step (one mask per sequence); the second call draws
+    another mask."""
+    masks = []
+    keep = 1.0 / (1.0 - rate)
+    for out in (run(), run()):
+        np.testing.assert_allclose(out[:, 0], 1.0, rtol=1e-6)
+        r = (out[:, 1] - 1.0) / gain
+        assert np.all(np.isclose(r, 0.0) | np.isclose(r, keep)), r
+        assert 0.0 < np.mean(np.isclose(r, 0.0)) < 1.0
+        for t in range(2, out.shape[1]):
+            np.testing.assert_allclose(
+                out[:, t], 1.0 + gain * r * out[:, t - 1], rtol=1e-5
+            )
+        masks.append(r)
+    assert not np.allclose(masks[0], masks[1])
+
+
+def assert_fit_with_dropout(model, x, y):
+    """`model.fit` trains with dropout (finite losses, weights moved) and
+    the dropout seed generators advance: a fresh mask each step. (Give the
+    layers a `seed`: on torch, unseeded dropout draws from torch's global
+    generator and leaves the layer's as it is.)"""
+    generators = [
+        v for v in model.non_trainable_variables if "seed_generator" in v.path
+    ]
+    assert generators
+    before = [np.array(v.numpy()) for v in generators]
+    weights = [np.array(w) for w in model.get_weights()]
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    history = model.fit(x, y, batch_size=x.shape[0], epochs=3, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert any(
+        not np.allclose(a, b) for a, b in zip(weights, model.get_weights())
+    )
+    for variable, start in zip(generators, before):
+        assert not np.array_equal(variable.numpy(), start), variable.path
+
+
+def training_outputs_drawn_only_in_training(layer, call, keras_rnn=False):
+    """`call(training)`'s outputs with `training=True`, checked against an
+    inference call after it: they differ (dropout), and inference draws no
+    mask (the seed generator stays), except for a cell in
+    `keras.layers.RNN` (`keras_rnn`), whose masks Keras draws before every
+    call."""
+    trained = call(True)
+    state = layer.cell.seed_generator.state
+    start = keras.ops.convert_to_numpy(state)
+    assert not np.allclose(trained, call(False))
+    if not keras_rnn:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(state), start)
+    return trained

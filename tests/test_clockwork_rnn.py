@@ -463,6 +463,133 @@ def test_dropout():
     assert not np.allclose(numpy_out(only_input, x, training=True), inference)
 
 
+# The layer's paths to its dropout: the fast loop ("plain" without
+# recurrent dropout), Keras' loop step by step ("plain" with recurrent
+# dropout, "mask", "initial_state", "stateful") and the cell alone in
+# keras.layers.RNN.
+DROPOUT_PATHS = ["plain", "mask", "initial_state", "stateful", "keras_rnn"]
+
+
+def dropout_probe(path, recurrent, seed=None, **rates):
+    """A training call (returned as a function of nothing) of a linear
+    ClockworkRNN on ones, identity input kernel and, where `recurrent`,
+    identity recurrent kernel (one module), down `path`: its outputs are
+    the input mask, or `h_t = 1 + r * h_{t-1}` with r the recurrent mask."""
+    units, batch, steps = 8, 16, 5
+    options = dict(
+        periods=[1] if recurrent else [1, 2],
+        activation="linear",
+        seed=seed,
+        **rates,
+    )
+    if path == "keras_rnn":
+        cell = ClockworkCell(units, **options)
+        layer = keras.layers.RNN(cell, return_sequences=True)
+    else:
+        layer = ClockworkRNN(
+            units, return_sequences=True, stateful=path == "stateful", **options
+        )
+    x = np.ones((batch, steps, units), "float32")
+    layer.build(x.shape)
+    layer.cell.kernel.assign(np.eye(units))
+    layer.cell.recurrent_kernel.assign(np.eye(units) * float(recurrent))
+    layer.cell.bias.assign(np.zeros(units))
+    kwargs = {}
+    if path == "mask":
+        kwargs["mask"] = np.ones((batch, steps), bool)
+    if path == "initial_state":
+        kwargs["initial_state"] = [
+            np.zeros((batch, units), "float32"),
+            np.zeros((batch, 1), "int32"),
+        ]
+
+    def run():
+        if path == "stateful":
+            layer.reset_states()
+        return keras.ops.convert_to_numpy(layer(x, training=True, **kwargs))
+
+    return run
+
+
+@pytest.mark.parametrize("path", DROPOUT_PATHS)
+def test_one_input_dropout_mask_per_sequence(path):
+    """Issue 26.1: every path keeps one input mask for the whole sequence
+    (the step-by-step path drew one per step) and draws a new one at each
+    training call (on JAX the step path reused one)."""
+    run = dropout_probe(path, recurrent=False, dropout=0.5)
+    layer_checks.assert_one_input_mask_per_sequence(run, rate=0.5)
+
+
+@pytest.mark.parametrize("path", DROPOUT_PATHS)
+def test_one_recurrent_dropout_mask_per_sequence(path):
+    run = dropout_probe(path, recurrent=True, recurrent_dropout=0.5)
+    layer_checks.assert_one_recurrent_mask_per_sequence(run, 0.5, gain=1.0)
+
+
+@pytest.mark.parametrize(
+    "rates",
+    [{"dropout": 0.4}, {"dropout": 0.3, "recurrent_dropout": 0.4}],
+    ids=["input", "input_and_recurrent"],
+)
+def test_dropout_is_the_same_on_every_path(rates):
+    """With one seed every path draws the same masks (the input mask first),
+    so passing a mask, a clock at 0 or running the cell in keras.layers.RNN
+    changes nothing in training; inference draws nothing."""
+    x = seq(batch=4, steps=7, features=3)
+    results = {}
+    for path in DROPOUT_PATHS:
+        if path == "keras_rnn":
+            cell = ClockworkCell(6, periods=[1, 2], seed=5, **rates)
+            layer = keras.layers.RNN(cell, return_sequences=True)
+        else:
+            layer = ClockworkRNN(
+                6,
+                periods=[1, 2],
+                seed=5,
+                return_sequences=True,
+                stateful=path == "stateful",
+                **rates,
+            )
+        layer.build(x.shape)
+        randomize(layer, seed=2)
+        kwargs = {
+            "mask": {"mask": np.ones(x.shape[:2], bool)},
+            "initial_state": {
+                "initial_state": [
+                    np.zeros((4, 6), "float32"),
+                    np.zeros((4, 1), "int32"),
+                ]
+            },
+        }.get(path, {})
+
+        def call(training):
+            if path == "stateful":
+                layer.reset_states()
+            return numpy_out(layer, x, training=training, **kwargs)
+
+        results[path] = layer_checks.training_outputs_drawn_only_in_training(
+            layer, call, keras_rnn=path == "keras_rnn"
+        )
+    for path, outputs in results.items():
+        np.testing.assert_allclose(outputs, results["plain"], atol=1e-6)
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_fit_with_dropout_and_recurrent_dropout(stateful):
+    """`fit` with both dropouts trains on every backend (on JAX it raised
+    UnexpectedTracerError), stateful included, as does the cell alone in
+    keras.layers.RNN; each step draws new masks."""
+    x = seq(batch=4, steps=6, features=3)
+    y = np.random.default_rng(3).normal(size=(4, 6)).astype("float32")
+    options = dict(periods=[1, 2], dropout=0.3, recurrent_dropout=0.3, seed=1)
+    for rnn in (
+        ClockworkRNN(6, stateful=stateful, **options),
+        keras.layers.RNN(ClockworkCell(6, **options), stateful=stateful),
+    ):
+        model = keras.Sequential([keras.Input((6, 3), batch_size=4), rnn])
+        layer_checks.assert_fit_with_dropout(model, x, y)
+
+
 # --------------------------------------------------------------------------
 # Shared checks, saving, errors
 # --------------------------------------------------------------------------

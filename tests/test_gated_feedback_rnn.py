@@ -1085,6 +1085,142 @@ def test_dropout_mask_is_shared_over_time():
     assert w  # randomized
 
 
+# The layer's paths to its dropout: the fused loop (plain, masked, from an
+# initial state, stateful, XLA-compiled step) and the cell alone in
+# keras.layers.RNN (whose masks Keras' own loop asks for before it runs).
+DROPOUT_PATHS = [
+    "plain",
+    "mask",
+    "initial_state",
+    "stateful",
+    pytest.param("xla", marks=layer_checks.TF_JIT_STEP),
+    "keras_rnn",
+]
+
+
+def make_dropout_layer(path, units, seed=None, **options):
+    options = dict(seed=seed, **options)
+    if path == "keras_rnn":
+        cell = GatedFeedbackCell(units, **options)
+        return keras.layers.RNN(cell, return_sequences=True)
+    return GatedFeedbackRNN(
+        units,
+        return_sequences=True,
+        stateful=path == "stateful",
+        jit_compile=path == "xla",
+        **options,
+    )
+
+
+def dropout_call(layer, path, x, training=True):
+    kwargs = {}
+    if path == "mask":
+        kwargs["mask"] = np.ones(x.shape[:2], bool)
+    if path == "initial_state":
+        kwargs["initial_state"] = [
+            np.zeros((x.shape[0], size), "float32")
+            for size in layer.cell.state_size
+        ]
+    if path == "stateful":
+        layer.reset_states()
+    return run_layer(layer, x, training=training, **kwargs)
+
+
+@pytest.mark.parametrize("path", DROPOUT_PATHS)
+@pytest.mark.parametrize("recurrent", [False, True], ids=["input", "recurrent"])
+def test_one_dropout_mask_per_sequence(path, recurrent):
+    """Issue 26.1: one linear tanh layer, identity input kernel, on ones,
+    every gate at 0.5: its outputs are the input mask, or `h_t = 1 + 0.5 r
+    h_{t-1}` with r the recurrent mask (identity feedback kernel). The mask
+    recovered is the same at every step and new at every training call, on
+    every path (the cell in keras.layers.RNN crashed in JAX's `fit`)."""
+    units = 8
+    rates = {"recurrent_dropout": 0.5} if recurrent else {"dropout": 0.5}
+    layer = make_dropout_layer(
+        path,
+        units,
+        num_layers=1,
+        unit_type="tanh",
+        activation="linear",
+        **rates,
+    )
+    x = np.ones((16, 5, units), "float32")
+    layer.build(x.shape)
+    for w in layer.weights:
+        w.assign(np.zeros(w.shape))
+    cell = layer.cell
+    cell.kernels[0].assign(np.eye(units))
+    cell.feedback_kernels[0].assign(np.eye(units) * float(recurrent))
+
+    def run():
+        return dropout_call(layer, path, x)
+
+    if recurrent:
+        layer_checks.assert_one_recurrent_mask_per_sequence(run, 0.5, gain=0.5)
+    else:
+        layer_checks.assert_one_input_mask_per_sequence(run, rate=0.5)
+
+
+@pytest.mark.parametrize("unit_type", ["gru", "lstm"])
+def test_dropout_is_the_same_on_every_path(unit_type):
+    """With one seed every path draws the same masks (`cell.dropout_masks`'
+    order), so the cell alone in keras.layers.RNN trains with the layer's
+    masks; inference draws nothing (the seed generator stays)."""
+    x = make_inputs(batch=4, steps=6)
+    results = {}
+    paths = [
+        p if isinstance(p, str) else p.values[0]
+        for p in DROPOUT_PATHS
+        if isinstance(p, str) or layer_checks.BACKEND == "tensorflow"
+    ]
+    for path in paths:
+        layer = make_dropout_layer(
+            path,
+            (5, 4),
+            seed=9,
+            num_layers=2,
+            unit_type=unit_type,
+            dropout=0.3,
+            recurrent_dropout=0.4,
+        )
+        layer.build(x.shape)
+        randomize(layer, seed=4)
+        results[path] = layer_checks.training_outputs_drawn_only_in_training(
+            layer,
+            lambda training: dropout_call(layer, path, x, training),
+            keras_rnn=path == "keras_rnn",
+        )
+    for path, outputs in results.items():
+        np.testing.assert_allclose(outputs, results["plain"], atol=1e-5)
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_fit_with_dropout_and_recurrent_dropout(stateful):
+    """`fit` with both dropouts trains on every backend, the layer and the
+    cell alone in keras.layers.RNN (which raised UnexpectedTracerError on
+    JAX), stateful included; each step draws new masks."""
+    x = make_inputs(batch=4, steps=6)
+    y = np.random.default_rng(3).normal(size=(4, 4)).astype("float32")
+    options = dict(num_layers=2, dropout=0.3, recurrent_dropout=0.3, seed=2)
+    for rnn in (
+        GatedFeedbackRNN(4, stateful=stateful, **options),
+        keras.layers.RNN(GatedFeedbackCell(4, **options), stateful=stateful),
+    ):
+        model = keras.Sequential([keras.Input((6, 5), batch_size=4), rnn])
+        layer_checks.assert_fit_with_dropout(model, x, y)
+
+
+def test_a_cell_on_its_own_draws_new_masks_at_each_training_call():
+    cell = GatedFeedbackCell(4, num_layers=2, dropout=0.5, seed=1)
+    x = np.ones((6, 3), "float32")
+    states = cell.get_initial_state(6)
+    first = run_layer(cell, x, states=states, training=True)[0]
+    second = run_layer(cell, x, states=states, training=True)[0]
+    inference = run_layer(cell, x, states=states)[0]
+    assert not np.allclose(first, second)
+    assert not np.allclose(first, inference)
+
+
 def test_initializers_regularizers_constraints():
     layer = GatedFeedbackRNN(
         4,

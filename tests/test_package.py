@@ -33,6 +33,24 @@ def test_no_private_keras_or_tensorflow_imports():
     assert offenders == []
 
 
+def test_the_cells_follow_keras_dropout_protocol():
+    """keras.layers.RNN draws the masks of a cell before its loop only if
+    the cell is a `DropoutRNNCell`, a class Keras does not export: the
+    package finds it on `keras.layers.SimpleRNNCell`'s bases. A Keras
+    release without it fails here (the cells would then draw their masks
+    inside the loop)."""
+    import keras
+
+    from keras_gfrnn import _rnn
+
+    (protocol,) = _rnn._keras_dropout_protocol()
+    assert issubclass(keras.layers.LSTMCell, protocol)
+    for cell in (keras_gfrnn.GatedFeedbackCell, keras_gfrnn.ClockworkCell):
+        assert issubclass(cell, protocol)
+        for name in ("get_dropout_mask", "reset_dropout_mask"):
+            assert name in vars(protocol)  # what keras.layers.RNN calls
+
+
 def test_public_api_is_explicit():
     assert set(keras_gfrnn.__all__) >= {
         "GatedFeedbackRNN",
