@@ -333,11 +333,15 @@ class CellRNN(keras.layers.RNN):
 
     def build(self, sequences_shape, initial_state_shape=None):
         check_rank(self, sequences_shape)
+        # Built for sequences of any length (what an ONNX export from torch
+        # cannot keep: `check_torch_onnx_length`).
+        self.open_length = tuple(sequences_shape)[1] is None
         super().build(sequences_shape, initial_state_shape)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         check_rank(self, sequences.shape)
         check_mask(self, sequences.shape, mask)
+        check_torch_onnx_length(self, sequences.shape)
         if initial_state is not None:
             check_initial_state(self, initial_state)
         with layer_draws_masks():  # in `inner_loop`, when training
@@ -372,6 +376,33 @@ def check_rank(layer, shape):
         raise ValueError(
             f"{type(layer).__name__} was built for {layer.cell.input_dim} "
             f"input features. Received: inputs.shape={shape}"
+        )
+
+
+def check_torch_onnx_length(layer, shape):
+    """On torch, Keras exports a model whose shapes are not all fixed to
+    ONNX by tracing it with TorchScript at 1 for every `None`: the loop
+    over time is written out for sequences of one step, and the file fails
+    (or, for Keras' own RNNs, computes wrong numbers) at any other length.
+    A layer built for any length fails such an export with what to do."""
+    if keras.backend.backend() != "torch" or not getattr(
+        layer, "open_length", False
+    ):
+        return
+    import torch
+
+    tracing = torch.jit.is_tracing() and torch.onnx.is_in_onnx_export()
+    shape = tuple(int(d) for d in shape)  # sizes, traced as tensors
+    if tracing and shape[1] == 1:
+        raise ValueError(
+            f"{type(layer).__name__} cannot be exported to ONNX from the "
+            "torch backend with an open sequence length: torch traces the "
+            "loop over time for one length (here 1, for the `None` of the "
+            "model's input). Export with a fixed length, e.g. "
+            "`model.export(path, format='onnx', input_signature="
+            "[keras.InputSpec(shape=(None, steps, features))])`, or export "
+            "from the TensorFlow backend, which keeps any length. Received: "
+            f"inputs.shape={shape}"
         )
 
 

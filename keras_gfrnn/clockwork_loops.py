@@ -302,6 +302,10 @@ def by_modules(schedule, activation, kernels, projected, h0, compiler=None):
         return ops.transpose(ticks, (1, 0, 2))
 
     def spread(ticks, period):
+        if keras.backend.backend() == "torch":
+            import torch  # Keras' `take` adds a `ravel` torch.onnx refuses
+
+            return torch.index_select(ticks, 1, step_index // period)
         return ops.take(ticks, step_index // period, axis=1)
 
     return _module_by_module(

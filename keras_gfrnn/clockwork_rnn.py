@@ -19,6 +19,7 @@ from keras_gfrnn._rnn import DropoutCell
 from keras_gfrnn._rnn import check_initial_state
 from keras_gfrnn._rnn import check_mask
 from keras_gfrnn._rnn import check_rank
+from keras_gfrnn._rnn import check_torch_onnx_length
 from keras_gfrnn._rnn import variable_value
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn.clockwork_loops import MAX_PERIOD
@@ -475,6 +476,7 @@ class ClockworkRNN(CellRNN):
         # state to the compute dtype.
         check_rank(self, sequences.shape)
         check_mask(self, sequences.shape, mask)
+        check_torch_onnx_length(self, sequences.shape)
         if self.unroll and sequences.shape[1] is None:
             raise ValueError(
                 "Cannot unroll a ClockworkRNN whose time dimension is "
@@ -562,9 +564,14 @@ class ClockworkRNN(CellRNN):
             def compiler(name, fn):
                 return _rnn.xla_compiled(self, name, fn)
 
+        steps_known = x.shape[1]
+        if steps_known is not None and keras.backend.backend() == "torch":
+            # torch's tracer (TorchScript, ONNX export) gives sizes as
+            # tensors; the trace is for this one length.
+            steps_known = int(steps_known)
         loop = clockwork_loops.choose_loop(
             cell.schedule,
-            x.shape[1],
+            steps_known,
             compiled=compiler is not None,
             # Eager JAX calls keep the unrolled loop: run op by op, where a
             # scan would compile anew at every call. Any JAX transform
@@ -581,11 +588,16 @@ class ClockworkRNN(CellRNN):
             h0,
             compiler=compiler,
         )
-        # Not `outputs[:, -1]`: TensorFlow's graph optimizer (grappler's
-        # arithmetic optimizer, TF 2.21) rewrote that slice of the unrolled
-        # loop's stack into a wrong tensor when the last step updates a
-        # slow module (tested: tf.function equals eager).
-        last = ops.take(outputs, steps - 1, axis=1)
+        # On TensorFlow not `outputs[:, -1]`: TensorFlow's graph optimizer
+        # (grappler's arithmetic optimizer, TF 2.21) rewrote that slice of
+        # the unrolled loop's stack into a wrong tensor when the last step
+        # updates a slow module (tested: tf.function equals eager). On torch
+        # the slice: Keras' `take` there calls `ravel`, which torch's
+        # TorchScript ONNX exporter cannot export.
+        if keras.backend.backend() == "torch":
+            last = outputs[:, -1]
+        else:
+            last = ops.take(outputs, steps - 1, axis=1)
         start = ops.zeros((ops.shape(x)[0], 1), dtype="int32")
         return last, outputs, last, cell.schedule.advance(start, steps)
 

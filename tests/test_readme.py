@@ -73,7 +73,12 @@ def _marks(codes):
     if backend is None:
         return [pytest.mark.backend_independent]
     if backend == "tensorflow":  # exports: a few seconds
-        return [pytest.mark.backend_independent, pytest.mark.slow]
+        marks = [pytest.mark.backend_independent, pytest.mark.slow]
+        if any('format="onnx"' in code for code in codes):
+            marks += layer_checks.needs(
+                ["onnx", "onnxruntime", "tf2onnx"], 'pip install -e ".[onnx]"'
+            )
+        return marks
     return [pytest.mark.slow]
 
 
