@@ -132,6 +132,15 @@ positive_int = _checked(
 non_negative_int = _checked(
     int, lambda v: v >= 0, "a non-negative integer", "non_negative_int"
 )
+# Seeds every backend holds (keras_gfrnn._validation.MAX_SEED, 2**31 - 1:
+# written out here so that --help imports no Keras).
+seed_int = _checked(
+    int, lambda v: 0 <= v <= 2**31 - 1, "an integer in [0, 2**31 - 1]", "seed"
+)
+# Recurrent layers of a GatedFeedbackRNN (gated_feedback_rnn.MAX_LAYERS).
+layer_count = _checked(
+    int, lambda v: 1 <= v <= 64, "an integer in [1, 64]", "layer_count"
+)
 positive_float = _checked(
     float,
     lambda v: 0.0 < v < float("inf"),
@@ -202,7 +211,7 @@ def add_common_flags(
         )
     parser.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=seed_int,
         default=0,
         help="random seed",
     )

@@ -624,7 +624,7 @@ def parse(argv=None):
     )
     parser.add_argument(
         "--layers",
-        type=positive,
+        type=_common.layer_count,
         help="recurrent layers (default: the paper's Table 1 number)",
     )
     parser.add_argument(

@@ -59,6 +59,11 @@ class ProgramGenerator:
     def generate(self, length, nesting):
         """(source, output): `nesting` operations around a number of
         `length` digits; the last line prints the value."""
+        if nesting > len(VARIABLES):
+            raise ValueError(
+                f"A program nests at most {len(VARIABLES)} operations (one "
+                f"variable name each). Received: nesting={nesting}"
+            )
         names = list(VARIABLES)
         self.rng.shuffle(names)
         statements, expression = self._expression(length, nesting, names)
@@ -255,7 +260,7 @@ def parse(argv=None):
     )
     parser.add_argument(
         "--layers",
-        type=positive,
+        type=_common.layer_count,
         default=3,
         help="recurrent layers of the encoder and of the decoder",
     )
@@ -273,7 +278,14 @@ def parse(argv=None):
     )
     parser.add_argument(
         "--max-nesting",
-        type=positive,
+        # Each operation may take a variable name of its own.
+        type=_common._checked(
+            int,
+            lambda v: 1 <= v <= len(VARIABLES),
+            f"an integer in [1, {len(VARIABLES)}] (one variable name per "
+            "operation)",
+            "nesting",
+        ),
         default=2,
         help="largest number of operations combined in a program",
     )

@@ -147,7 +147,7 @@ def parse(argv=None):
     )
     parser.add_argument(
         "--layers",
-        type=_common.positive_int,
+        type=_common.layer_count,
         default=3,
         help="recurrent layers",
     )

@@ -308,7 +308,8 @@ def pixel_statistics(name, data_dir=None, download=True):
             mean.astype("float32"),
             np.maximum(std, 1e-3).astype("float32"),
         )
-    return _PIXEL_STATS[key]
+    # Copies: a caller that edits them leaves the next call's intact.
+    return tuple(np.array(a) for a in _PIXEL_STATS[key])
 
 
 def load_image_dataset(

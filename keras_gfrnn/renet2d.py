@@ -198,18 +198,18 @@ class ReNet2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.units = check_positive_int("units", units)
-        self.patch_size = _pair("patch_size", patch_size)
-        self.cell = check_choice("cell", cell, _CELLS)
-        self.padding = check_choice("padding", padding, ("valid", "same"))
-        self.data_format = check_choice(
+        self._units = check_positive_int("units", units)
+        self._patch_size = _pair("patch_size", patch_size)
+        self._cell = check_choice("cell", cell, _CELLS)
+        self._padding = check_choice("padding", padding, ("valid", "same"))
+        self._data_format = check_choice(
             "data_format", data_format, ("channels_last", "channels_first")
         )
-        self.dropout = check_rate("dropout", dropout)
-        self.recurrent_dropout = check_rate(
+        self._dropout = check_rate("dropout", dropout)
+        self._recurrent_dropout = check_rate(
             "recurrent_dropout", recurrent_dropout
         )
-        self.seed = check_seed(seed)
+        self._seed = check_seed(seed)
         known = (
             use_cudnn == "auto"
             if isinstance(use_cudnn, str)
@@ -221,7 +221,7 @@ class ReNet2D(keras.layers.Layer):
                 'needs cell="gru" or "lstm": SimpleRNN has no cuDNN kernel). '
                 f"Received: use_cudnn={use_cudnn!r} with cell={self.cell!r}"
             )
-        self.use_cudnn = use_cudnn
+        self._use_cudnn = use_cudnn
         options = {
             name: resolve_option(name, value)
             for name, value in (
@@ -263,6 +263,54 @@ class ReNet2D(keras.layers.Layer):
                 )
         except (TypeError, ValueError) as error:
             raise _unrebuildable(options, custom_objects, error) from error
+
+    # The arguments, read-only (as keras.layers.LSTM's): the sweeps are
+    # built from them, so a changed value would reach only the config.
+
+    @property
+    def units(self):
+        """Units of each of the four RNNs."""
+        return self._units
+
+    @property
+    def patch_size(self):
+        """`(p_h, p_w)`: the pixels one step reads."""
+        return self._patch_size
+
+    @property
+    def cell(self):
+        """The unit of the four RNNs: gru, lstm or simple_rnn."""
+        return self._cell
+
+    @property
+    def padding(self):
+        """valid or same."""
+        return self._padding
+
+    @property
+    def data_format(self):
+        """channels_last or channels_first."""
+        return self._data_format
+
+    @property
+    def dropout(self):
+        """Dropout rate of the RNNs' inputs."""
+        return self._dropout
+
+    @property
+    def recurrent_dropout(self):
+        """Dropout rate of the RNNs' recurrent states."""
+        return self._recurrent_dropout
+
+    @property
+    def seed(self):
+        """Random seed for dropout (None: unseeded)."""
+        return self._seed
+
+    @property
+    def use_cudnn(self):
+        """Whether the RNNs use cuDNN: auto, True or False."""
+        return self._use_cudnn
 
     def _sweep(self, name, seed):
         kwargs = dict(

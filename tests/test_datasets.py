@@ -276,6 +276,17 @@ def test_per_pixel_normalisation(monkeypatch, tmp_path):
     np.testing.assert_allclose(x.std(axis=0)[busy], 1.0, atol=1e-2)
 
 
+def test_pixel_statistics_are_copies():
+    """Issue 26.7: the cached arrays were returned themselves, so editing
+    them changed every later call (and per_pixel normalization)."""
+    mean, std = datasets.pixel_statistics("mnist_sample")
+    expected = mean.copy(), std.copy()
+    mean += 1.0
+    std *= 2.0
+    for got, want in zip(datasets.pixel_statistics("mnist_sample"), expected):
+        np.testing.assert_array_equal(got, want)
+
+
 def _sample(**kwargs):
     return _first_batch(
         datasets.load_image_dataset(

@@ -1,6 +1,7 @@
 """The example scripts: their flags, start-up output, warnings and errors
 (examples/_common.py and every script's `parse`)."""
 
+import argparse
 import glob
 import json
 import os
@@ -89,6 +90,16 @@ BAD_FLAGS = [
     ("clockwork_generation", "--steps", "0"),
     ("clockwork_generation", "--learning-rate", "inf"),
     ("clockwork_generation", "--seed", "x"),
+    # Issue 26.7: past the package's bounds, these failed after loading the
+    # data (seed: in load_image_dataset or keras.utils.set_random_seed;
+    # layers: GatedFeedbackRNN's MAX_LAYERS).
+    ("renet_classifier", "--seed", "2147483648"),
+    ("char_lm", "--seed", "4294967296"),
+    ("sequential_mnist", "--layers", "65"),
+    ("char_lm", "--layers", "65"),
+    ("learning_to_execute", "--layers", "65"),
+    # IndexError (pop from an empty list) while generating the data.
+    ("learning_to_execute", "--max-nesting", "26"),
 ]
 
 
@@ -103,6 +114,21 @@ def test_bad_flags_are_reported_by_name(name, flag, value, quick, capsys):
     err = capsys.readouterr().err
     assert f"argument {flag}: " in err, err
     assert repr(value) in err or "invalid choice" in err, err
+
+
+@pytest.mark.backend_independent
+def test_flag_bounds_are_the_package_bounds():
+    from keras_gfrnn._validation import MAX_SEED
+    from keras_gfrnn.gated_feedback_rnn import MAX_LAYERS
+
+    assert common.seed_int(str(MAX_SEED)) == MAX_SEED
+    assert common.layer_count(str(MAX_LAYERS)) == MAX_LAYERS
+    for convert, value in (
+        (common.seed_int, MAX_SEED + 1),
+        (common.layer_count, MAX_LAYERS + 1),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError):
+            convert(str(value))
 
 
 @pytest.mark.backend_independent

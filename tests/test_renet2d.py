@@ -229,6 +229,20 @@ def test_saved_model_export(tmp_path):
     )
 
 
+@pytest.mark.slow
+@layer_checks.SAVED_MODEL
+def test_saved_model_export_of_a_fixed_image_size(tmp_path):
+    """From TensorFlow and JAX: a fixed image size, any batch size."""
+    inputs = keras.Input((8, 6, 3))
+    x = ReNet2D(4, patch_size=2, cell="gru")(inputs)
+    model = keras.Model(inputs, ReNet2D(3, patch_size=(2, 3))(x))
+    layer_checks.assert_saved_model_exact(
+        model,
+        os.path.join(tmp_path, "exported"),
+        [images(batch=b, height=8, width=6, seed=b) for b in (1, 3, 7)],
+    )
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
@@ -666,3 +680,14 @@ def test_repeated_save_load_round_trips(tmp_path):
             keras.ops.convert_to_numpy(loaded(x)),
             keras.ops.convert_to_numpy(model(x)),
         )
+
+
+def test_arguments_are_read_only():
+    """Issue 26.7: `layer.dropout = 0.9` changed the config, not the
+    sweeps built from it (a saved model reloaded as another layer)."""
+    layer = ReNet2D(4, dropout=0.1)
+    for name, value in (("units", 99), ("dropout", 0.9), ("patch_size", 3)):
+        with pytest.raises(AttributeError):
+            setattr(layer, name, value)
+    config = layer.get_config()
+    assert (config["units"], config["dropout"]) == (4, 0.1)
