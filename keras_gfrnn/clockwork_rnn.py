@@ -102,10 +102,13 @@ class ClockworkCell(DropoutCell):
     ```
 
     `M` lets each module read itself and the slower modules (rows of
-    `recurrent_kernel` send, columns receive). Each module is computed from
-    the modules it reads only, so the other entries of `recurrent_kernel`
-    never reach the output and get zero gradient, and a NaN in a fast
-    module never reaches a slower one. The schedule is
+    `W_H` send, columns receive). Only those blocks are weights, as the
+    paper counts them: `recurrent_kernel_{i}` `((g - i + 1) m, m)` holds
+    module i's column of blocks (its own, then the slower modules'), so a
+    layer has `d n + n + m^2 g (g + 1) / 2` parameters (`n = units`, d
+    inputs, with bias); `recurrent_kernel` assembles `W_H * M`. Each module
+    is computed from the modules it reads only: a NaN in a fast module
+    never reaches a slower one. The schedule is
     `clockwork_loops.Schedule(periods)` (docs/design.md).
 
     States: `[h, t]`: h `(batch, units)` and the step counter t
@@ -190,13 +193,22 @@ class ClockworkCell(DropoutCell):
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
-        self.recurrent_kernel = self.add_weight(
-            name="recurrent_kernel",
-            shape=(self.units, self.units),
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
+        # Only the blocks the maths reads: per module i, the rows of the
+        # modules it reads (itself and the slower ones), its own columns.
+        # Drawn as one (units, units) matrix, as SimpleRNN's, then cut.
+        dense = self.recurrent_initializer(
+            (self.units, self.units), dtype=self.variable_dtype
         )
+        self.recurrent_kernels = [
+            self.add_weight(
+                name=f"recurrent_kernel_{i + 1}",
+                shape=tuple(block.shape),
+                initializer=_constant(block),
+                regularizer=self.recurrent_regularizer,
+                constraint=self.recurrent_constraint,
+            )
+            for i, block in enumerate(module_kernels(dense, self.schedule))
+        ]
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
@@ -211,6 +223,44 @@ class ClockworkCell(DropoutCell):
     @property
     def input_dim(self):
         return self.kernel.shape[0]
+
+    @property
+    def recurrent_kernel(self):
+        """`W_H * M`, `(units, units)`, zero where no module reads (a
+        tensor assembled from `recurrent_kernels`, for reading)."""
+        m = self.module_size
+        return ops.concatenate(
+            [
+                ops.pad(variable_value(k), [[i * m, 0], [0, 0]])
+                for i, k in enumerate(self.recurrent_kernels)
+            ],
+            axis=1,
+        )
+
+    def module_kernels(self):
+        """The recurrent weights as the loops take them: per module i,
+        `((g - i) m, m)`, rows of itself and the slower modules."""
+        return [variable_value(k) for k in self.recurrent_kernels]
+
+    def load_own_variables(self, store):
+        # Files saved before the blocks (keras_gfrnn 0.2.0.dev0 up to issue
+        # 27) hold one dense (units, units) `recurrent_kernel`: keep the
+        # blocks the maths read, which computes what those models computed.
+        dense = store["1"] if len(store.keys()) > 1 else None
+        legacy = (
+            self.num_modules > 1
+            and dense is not None
+            and tuple(dense.shape) == (self.units, self.units)
+            and len(store.keys()) == 2 + self.use_bias
+        )
+        if not legacy:
+            return super().load_own_variables(store)
+        self.kernel.assign(store["0"])
+        blocks = module_kernels(np.asarray(dense), self.schedule)
+        for variable, block in zip(self.recurrent_kernels, blocks):
+            variable.assign(block)
+        if self.use_bias:
+            self.bias.assign(store["2"])
 
     def connectivity(self):
         """The block mask M `(units, units)`: 1 where sender feeds receiver."""
@@ -238,8 +288,7 @@ class ClockworkCell(DropoutCell):
     def call(self, inputs, states, training=False):
         h, t = (variable_value(s) for s in states)
         masks = self.step_masks(ops.shape(inputs)[0], training)
-        kernels = module_kernels(self.recurrent_kernel, self.schedule)
-        h_new, t_new = self.step(inputs, h, t, masks, kernels)
+        h_new, t_new = self.step(inputs, h, t, masks, self.module_kernels())
         return h_new, [h_new, t_new]
 
     def step(self, inputs, h, t, masks, kernels):
@@ -285,9 +334,10 @@ class ClockworkRNN(CellRNN):
     h_t[module i] = a_t[module i] if t mod T_i == 0 else h_{t-1}[module i]
     ```
 
-    `M` lets module i read itself and the slower modules; every path
-    computes module i from those only, so entries of `recurrent_kernel`
-    outside M get zero gradient and a NaN in a fast module never reaches a
+    `M` lets module i read itself and the slower modules; only those
+    blocks of `W_H` are weights (`d n + n + m^2 g (g + 1) / 2` parameters
+    with `units` n in g modules of m, d input features: `count_params()`
+    is the paper's count), and a NaN in a fast module never reaches a
     slower one. The output is `h_t`; a downstream `Dense` plays `W_O`.
 
     Inactive modules cost nothing: from a clock at 0 (no `initial_state`,
@@ -533,7 +583,7 @@ class ClockworkRNN(CellRNN):
         # the loop body would give every step its own (and on JAX leave
         # the trace).
         masks = cell.dropout_masks(ops.shape(sequences)[0], training)
-        kernels = module_kernels(cell.recurrent_kernel, cell.schedule)
+        kernels = cell.module_kernels()
 
         def cell_step(inputs, states):
             h, t = states
@@ -583,7 +633,7 @@ class ClockworkRNN(CellRNN):
             loop,
             cell.schedule,
             cell.activation,
-            module_kernels(cell.recurrent_kernel, cell.schedule),
+            cell.module_kernels(),
             projected,
             h0,
             compiler=compiler,
@@ -600,6 +650,16 @@ class ClockworkRNN(CellRNN):
             last = ops.take(outputs, steps - 1, axis=1)
         start = ops.zeros((ops.shape(x)[0], 1), dtype="int32")
         return last, outputs, last, cell.schedule.advance(start, steps)
+
+
+def _constant(value):
+    """An initializer that returns `value` (a block of a matrix drawn once
+    by the layer's `recurrent_initializer`)."""
+
+    def initializer(shape, dtype=None):
+        return ops.cast(ops.reshape(value, shape), dtype)
+
+    return initializer
 
 
 def _with_int32_counter(layer, args, kwargs):

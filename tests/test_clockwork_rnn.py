@@ -21,6 +21,17 @@ PERIOD_SETS = [(1, 2, 4, 8), (1, 3, 5), (2, 3), (1,), (1, 2, 4, 16)]
 # NumPy reference of the paper's equations (docs/design.md, ClockworkRNN),
 # independent of the layer's code.
 # --------------------------------------------------------------------------
+def recurrent_matrix(weights, units, num_modules):
+    """W_H `(units, units)` from the layer's weights by short name: module
+    i's column of blocks, `recurrent_kernel_{i + 1}`, starts at its own row
+    block (itself, then the slower modules); zero above."""
+    m = units // num_modules
+    w_h = np.zeros((units, units))
+    for i in range(num_modules):
+        w_h[i * m :, i * m : (i + 1) * m] = weights[f"recurrent_kernel_{i + 1}"]
+    return w_h
+
+
 def numpy_cwrnn(
     weights, x, periods, h0=None, t0=0, mask=None, go_backwards=False
 ):
@@ -32,7 +43,8 @@ def numpy_cwrnn(
     unit_period = np.array(periods)[module]
     # M[s, r] = 1 iff the sender's module is at least as slow.
     allowed = module[:, None] >= module[None, :]
-    w_h = weights["recurrent_kernel"] * allowed
+    w_h = recurrent_matrix(weights, units, len(periods))
+    assert np.all(w_h[~allowed] == 0)  # the layer holds no weight there
     h = np.zeros((batch, units)) if h0 is None else h0.astype("float64")
     t = np.full(batch, t0, dtype="int64")
     outputs = []
@@ -138,9 +150,7 @@ def run_loop(loop, layer, x, h0=None):
     projected = keras.ops.matmul(x, cell.kernel) + cell.bias
     if h0 is None:
         h0 = np.zeros((x.shape[0], cell.units), dtype="float32")
-    kernels = clockwork_loops.module_kernels(
-        cell.recurrent_kernel, cell.schedule
-    )
+    kernels = cell.module_kernels()
     return keras.ops.convert_to_numpy(
         clockwork_loops.run(
             loop, cell.schedule, cell.activation, kernels, projected, h0
@@ -336,30 +346,69 @@ def test_modules_change_only_on_their_ticks():
             assert changed == (t % period == 0), (i, t)
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_entries_outside_mask_are_inert(fast):
-    periods = (1, 2, 4)
+def test_only_the_blocks_the_maths_reads_are_weights():
+    """Issue 27.3: the recurrent weights are the blocks of W_H where a
+    module reads (itself and the slower modules), so `count_params()` is
+    the Clockwork RNN paper's count, not SimpleRNN's; `recurrent_kernel`
+    assembles W_H, zero elsewhere; every block gets a gradient."""
+    layer = ClockworkRNN(512, num_modules=8)
+    layer.build((None, None, 16))
+    n, g, m, d = 512, 8, 64, 16
+    assert layer.count_params() == d * n + n + m * m * g * (g + 1) // 2
+    assert layer.count_params() == 156_160  # SimpleRNN(512): 270,848
+    shapes = [tuple(k.shape) for k in layer.cell.recurrent_kernels]
+    assert shapes == [((g - i) * m, m) for i in range(g)]
+    no_bias = ClockworkRNN(6, periods=[1, 2, 4], use_bias=False)
+    no_bias.build((None, None, 3))
+    assert no_bias.count_params() == 3 * 6 + 2 * 2 * 6
     x = seq(steps=9)
-    layer = make(periods, units=6)
+    layer = make((1, 2, 4), units=6)
     layer.build(x.shape)
     w = randomize(layer, seed=5)
-    m = 2
-    module = np.arange(6) // m
-    outside = ~(module[:, None] >= module[None, :])
-    mask = None if fast else np.ones(x.shape[:2], dtype=bool)
-    before = numpy_out(layer, x, mask=mask)[0]
-    changed = w["recurrent_kernel"] + 5.0 * outside
-    layer.cell.recurrent_kernel.assign(changed.astype("float32"))
-    np.testing.assert_array_equal(numpy_out(layer, x, mask=mask)[0], before)
+    dense = keras.ops.convert_to_numpy(layer.cell.recurrent_kernel)
+    np.testing.assert_allclose(dense, recurrent_matrix(w, 6, 3), atol=1e-7)
     grads = layer_checks.gradients(
-        layer, lambda out: keras.ops.sum(out[0] ** 2), x, mask=mask
+        layer, lambda out: keras.ops.sum(out[0] ** 2), x
     )
-    index = [v.path for v in layer.trainable_variables].index(
-        layer.cell.recurrent_kernel.path
+    assert all(np.any(g != 0.0) for g in grads)
+
+
+def test_files_with_the_dense_recurrent_kernel_load_exactly(tmp_path):
+    """A model saved before issue 27.3 (dense `recurrent_kernel`, random
+    values in the blocks the maths never read too), at e55c78f:
+
+        inputs = keras.Input((None, 4))
+        x = ClockworkRNN(12, periods=[1, 3, 9], return_sequences=True,
+                         name="cw")(inputs)
+        x = ClockworkRNN(6, num_modules=2, go_backwards=True,
+                         use_bias=False, name="cw_no_bias")(x)
+        model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+        # every weight uniform(-0.5, 0.5), np.random.default_rng(3); then
+        # x = rng.normal(size=(3, 11, 4)); y = model.predict(x)
+
+    It loads with the same outputs, the blocks taken from the dense
+    matrix, and saves in the new layout."""
+    import os
+
+    data_dir = os.path.join(os.path.dirname(__file__), "data")
+    path = os.path.join(data_dir, "clockwork_dense_0.2.keras")
+    data = np.load(os.path.join(data_dir, "clockwork_dense_0.2.npz"))
+    assert "cw/clockwork_cell/recurrent_kernel" in data["weight_paths"]
+    model = keras.models.load_model(path)
+    np.testing.assert_allclose(
+        model.predict(data["x"], verbose=0), data["y"], atol=1e-6
     )
-    grad = grads[index]
-    assert np.all(grad[outside] == 0.0)
-    assert np.any(grad[~outside] != 0.0)
+    cw = model.get_layer("cw")
+    assert [tuple(k.shape) for k in cw.cell.recurrent_kernels] == [
+        (12, 4),
+        (8, 4),
+        (4, 4),
+    ]
+    model.save(tmp_path / "new.keras")
+    again = keras.models.load_model(tmp_path / "new.keras")
+    np.testing.assert_array_equal(
+        again.predict(data["x"], verbose=0), model.predict(data["x"], verbose=0)
+    )
 
 
 # --------------------------------------------------------------------------
@@ -492,7 +541,8 @@ def dropout_probe(path, recurrent, seed=None, **rates):
     x = np.ones((batch, steps, units), "float32")
     layer.build(x.shape)
     layer.cell.kernel.assign(np.eye(units))
-    layer.cell.recurrent_kernel.assign(np.eye(units) * float(recurrent))
+    for block in layer.cell.recurrent_kernels:  # one module if recurrent
+        block.assign(np.eye(*block.shape) * float(recurrent))
     layer.cell.bias.assign(np.zeros(units))
     kwargs = {}
     if path == "mask":

@@ -175,6 +175,17 @@ def test_explicit_flags_win_over_quick():
     assert (renet.parse(["--quick"]).epochs, renet.parse([]).epochs) == (2, 40)
 
 
+def test_clockwork_generation_compares_equal_parameter_counts():
+    """The three models' counts, ClockworkRNN's as the paper counts it
+    (only the blocks of W_H that the modules read)."""
+    cw = SCRIPTS["clockwork_generation"]
+    for kind, count in cw.PARAMETERS.items():
+        assert cw.build(kind, cw.SIZES[kind]).count_params() == count
+    # 5 modules of 8: 40 inputs weights, 8 * 8 * 15 recurrent, 40 biases,
+    # and the Dense output's 41.
+    assert cw.PARAMETERS["ClockworkRNN"] == 40 + 64 * 15 + 40 + 41
+
+
 @pytest.mark.backend_independent
 def test_char_lm_sizes_take_explicit_values():
     """`--units` / `--layers` were read as `value or default`."""
