@@ -437,9 +437,17 @@ class ReNet2D(keras.layers.Layer):
             dynamic = ops.shape(x)
             height = dynamic[1] if height is None else height
             width = dynamic[2] if width is None else width
-            static = False
-        else:
-            static = True
+        static = isinstance(height, int) and isinstance(width, int)
+        if not static and keras.backend.backend() == "jax":
+            raise ValueError(
+                "ReNet2D cannot be exported from the JAX backend with an open "
+                "image size: the size is symbolic there, and the Keras RNNs "
+                "of its sweeps cannot compare their length with 1 (JAX's "
+                "InconclusiveDimensionOperation). Build the model with a "
+                "fixed image size, e.g. keras.Input((28, 28, 1)) (any batch "
+                "size exports), or export from the TensorFlow backend. "
+                f"Received: image size ({height}, {width})"
+            )
         rows, cols, pad_h, pad_w = self._grid(height, width, static=static)
         if not static:
             x = _assert_image_size(x, height, width, self)

@@ -229,6 +229,19 @@ def test_saved_model_export(tmp_path):
     )
 
 
+@pytest.mark.skipif(
+    layer_checks.BACKEND != "jax",
+    reason="an open image size is symbolic only in a JAX export",
+)
+def test_jax_export_of_an_open_image_size_fails_clearly(tmp_path):
+    """It raised Keras' GRU's InconclusiveDimensionOperation (or our own
+    divisibility message with the symbols for sizes); now what to do."""
+    model = keras.Sequential([keras.Input((None, None, 3)), ReNet2D(2)])
+    model(images(height=4, width=4))
+    with pytest.raises(ValueError, match=r"open image size.*fixed image"):
+        model.export(str(tmp_path / "open"), format="tf_saved_model")
+
+
 @pytest.mark.slow
 @layer_checks.SAVED_MODEL
 def test_saved_model_export_of_a_fixed_image_size(tmp_path):
