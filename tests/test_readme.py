@@ -162,4 +162,4 @@ def test_ci_runs_the_readme_test_command_first_in_a_fresh_virtualenv():
     before = ci[: ci.index(command)]
     assert "python3 -m venv .venv" in before
     assert "pip install" not in before
-    assert ci.index(command) < ci.index('".[jax,torch]"')
+    assert ci.index(command) < ci.index('".[jax,torch,onnx]"')
