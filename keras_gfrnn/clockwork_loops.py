@@ -9,10 +9,10 @@ slower module). `ClockworkCell`, the fast loops below and
 The loops run a whole sequence from t = 0 with the input projection
 already done (`projected = x W_I + b`, every step, every module). They take
 the schedule, the activation, the per-module recurrent kernels
-(`module_kernels`), the projection and the initial state; each active
-module reads only the modules it is connected to, so a NaN or inf in a
-fast module never reaches a slower one, and no FLOP is spent on a zero
-block:
+(`ClockworkCell.module_kernels()`), the projection and the initial state;
+each active module reads only the modules it is connected to, so a NaN or
+inf in a fast module never reaches a slower one, and no FLOP is spent on a
+zero block:
 
 - `unrolled`: a static length, every step unrolled; at step t only the
   modules active at t are computed (a static set).
@@ -125,16 +125,6 @@ class Schedule:
             ops.subtract(t, left),
             ops.add(t, steps),
         )
-
-
-def module_kernels(recurrent_kernel, schedule):
-    """Per module i, the recurrent weights it uses: the rows of the modules
-    it reads (`reads(i)`), its own columns; `(units - i m, m)`."""
-    m = recurrent_kernel.shape[0] // schedule.num_modules
-    return [
-        recurrent_kernel[i * m :, i * m : (i + 1) * m]
-        for i in range(schedule.num_modules)
-    ]
 
 
 def recurrent_drive(h, kernels, modules):

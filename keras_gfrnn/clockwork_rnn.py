@@ -24,7 +24,6 @@ from keras_gfrnn._rnn import variable_value
 from keras_gfrnn._validation import check_positive_int
 from keras_gfrnn.clockwork_loops import MAX_PERIOD
 from keras_gfrnn.clockwork_loops import Schedule
-from keras_gfrnn.clockwork_loops import module_kernels
 from keras_gfrnn.clockwork_loops import recurrent_drive
 
 # The largest default number of modules: periods 1, 2, ..., 2**30.
@@ -126,7 +125,10 @@ class ClockworkCell(DropoutCell):
         kernel_initializer, recurrent_initializer, bias_initializer,
         kernel_regularizer, recurrent_regularizer, bias_regularizer,
         kernel_constraint, recurrent_constraint, bias_constraint: As in
-            `keras.layers.SimpleRNN`.
+            `keras.layers.SimpleRNN`; the recurrent regularizer and
+            constraint apply to each block `recurrent_kernel_{i}` (an
+            L1 / L2 penalty sums to that of `W_H * M`; a norm constraint
+            bounds a block's rows or columns, not the dense matrix's).
         dropout, recurrent_dropout: Floats in [0, 1).
         seed: Random seed for dropout: None or an integer in
             [0, 2**31 - 1] (the seeds every backend holds).
@@ -207,7 +209,7 @@ class ClockworkCell(DropoutCell):
                 regularizer=self.recurrent_regularizer,
                 constraint=self.recurrent_constraint,
             )
-            for i, block in enumerate(module_kernels(dense, self.schedule))
+            for i, block in enumerate(_blocks(dense, self.num_modules))
         ]
         self.bias = None
         if self.use_bias:
@@ -238,25 +240,29 @@ class ClockworkCell(DropoutCell):
         )
 
     def module_kernels(self):
-        """The recurrent weights as the loops take them: per module i,
-        `((g - i) m, m)`, rows of itself and the slower modules."""
+        """The recurrent weights as the loops take them: per module i =
+        1..g, `((g - i + 1) m, m)`, rows of itself and the slower modules."""
         return [variable_value(k) for k in self.recurrent_kernels]
 
     def load_own_variables(self, store):
         # Files saved before the blocks (keras_gfrnn 0.2.0.dev0 up to issue
         # 27) hold one dense (units, units) `recurrent_kernel`: keep the
         # blocks the maths read, which computes what those models computed.
-        dense = store["1"] if len(store.keys()) > 1 else None
-        legacy = (
-            self.num_modules > 1
-            and dense is not None
-            and tuple(dense.shape) == (self.units, self.units)
-            and len(store.keys()) == 2 + self.use_bias
-        )
+        # With more than one module the two layouts differ in their count
+        # of variables.
+        legacy = self.num_modules > 1 and len(store.keys()) == 2 + self.use_bias
         if not legacy:
             return super().load_own_variables(store)
+        dense = store["1"]
+        if tuple(dense.shape) != (self.units, self.units):
+            raise ValueError(
+                f"Layer '{self.name}' (units={self.units}) cannot load a "
+                "file's dense recurrent_kernel of shape "
+                f"{tuple(dense.shape)}: expected ({self.units}, "
+                f"{self.units})."
+            )
         self.kernel.assign(store["0"])
-        blocks = module_kernels(np.asarray(dense), self.schedule)
+        blocks = _blocks(np.asarray(dense), self.num_modules)
         for variable, block in zip(self.recurrent_kernels, blocks):
             variable.assign(block)
         if self.use_bias:
@@ -365,7 +371,8 @@ class ClockworkRNN(CellRNN):
         kernel_initializer, recurrent_initializer, bias_initializer,
         kernel_regularizer, recurrent_regularizer, bias_regularizer,
         activity_regularizer, kernel_constraint, recurrent_constraint,
-        bias_constraint: As in `keras.layers.SimpleRNN`.
+        bias_constraint: As in `keras.layers.SimpleRNN`; the recurrent
+            ones apply to each block of `W_H` (see `ClockworkCell`).
         dropout, recurrent_dropout: Floats in [0, 1), one mask per sequence.
         seed: Random seed for dropout: None or an integer in
             [0, 2**31 - 1] (the seeds every backend holds).
@@ -652,9 +659,23 @@ class ClockworkRNN(CellRNN):
         return last, outputs, last, cell.schedule.advance(start, steps)
 
 
+def _blocks(dense, num_modules):
+    """The blocks of a dense `(units, units)` recurrent matrix that the
+    modules read: per module i = 1..g, the rows of itself and the slower
+    modules, its own columns, `((g - i + 1) m, m)` (`recurrent_kernel`
+    puts them back)."""
+    m = dense.shape[0] // num_modules
+    return [dense[i * m :, i * m : (i + 1) * m] for i in range(num_modules)]
+
+
 def _constant(value):
     """An initializer that returns `value` (a block of a matrix drawn once
     by the layer's `recurrent_initializer`)."""
+
+    if keras.backend.backend() == "torch":
+        # a block is a strided view of the drawn matrix: the variable would
+        # keep that view, and the whole matrix alive
+        value = value.contiguous()
 
     def initializer(shape, dtype=None):
         return ops.cast(ops.reshape(value, shape), dtype)

@@ -411,6 +411,57 @@ def test_files_with_the_dense_recurrent_kernel_load_exactly(tmp_path):
     )
 
 
+def test_a_dense_kernel_of_the_wrong_size_names_both_shapes():
+    """A file's dense `recurrent_kernel` that does not fit the layer gets an
+    error naming both shapes (not Keras' count of variables)."""
+    layer = ClockworkRNN(8, periods=[1, 2])
+    layer.build((None, None, 3))
+    rng = np.random.default_rng(0)
+    store = {
+        "0": rng.normal(size=(3, 8)).astype("float32"),
+        "1": rng.normal(size=(16, 16)).astype("float32"),
+        "2": np.zeros(8, "float32"),
+    }
+    with pytest.raises(ValueError, match=r"\(16, 16\).*\(8, 8\)"):
+        layer.cell.load_own_variables(store)
+
+
+def test_connectivity_is_the_papers_mask():
+    """`connectivity()` is M of the paper: unit s feeds unit r iff the
+    module of s is at least as slow as the module of r; the assembled
+    `recurrent_kernel` is zero outside it and the blocks hold exactly the
+    entries inside it."""
+    periods = (1, 3, 9)
+    layer = make(periods, units=6)
+    layer.build((None, None, 4))
+    randomize(layer, seed=1)
+    period_of_unit = np.repeat(periods, 2)
+    expected = (period_of_unit[:, None] >= period_of_unit[None, :]).astype(
+        "float32"
+    )
+    mask = keras.ops.convert_to_numpy(layer.cell.connectivity())
+    np.testing.assert_array_equal(mask, expected)
+    dense = keras.ops.convert_to_numpy(layer.cell.recurrent_kernel)
+    np.testing.assert_array_equal(dense * (1 - mask), np.zeros_like(dense))
+    assert np.all(dense[mask == 1] != 0)
+    blocks = sum(int(np.prod(k.shape)) for k in layer.cell.recurrent_kernels)
+    assert blocks == int(mask.sum())
+
+
+@pytest.mark.skipif(
+    layer_checks.BACKEND != "torch", reason="torch's tensor storage"
+)
+def test_each_block_owns_its_memory_on_torch():
+    """The blocks are cut from one drawn matrix; each variable holds a
+    contiguous copy of its block, not a view keeping the matrix alive."""
+    layer = ClockworkRNN(8, num_modules=4)
+    layer.build((None, None, 3))
+    for k in layer.cell.recurrent_kernels:
+        value = k.value
+        assert value.is_contiguous()
+        assert value.untyped_storage().nbytes() == value.numel() * 4
+
+
 # --------------------------------------------------------------------------
 # The RNN contract
 # --------------------------------------------------------------------------
